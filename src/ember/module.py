@@ -1,0 +1,349 @@
+"""LightningModule: a torch.nn.Module that also holds its training logic, hooks and logging."""
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from ember._utils import AttributeDict, move_data_to_device, save_hyperparameters as _save_hparams
+
+if TYPE_CHECKING:
+    from ember.trainer.trainer import Trainer
+
+
+class LightningModule(nn.Module):
+    """Organise a model: ``forward``, the ``*_step`` methods, ``configure_optimizers`` and hooks.
+
+    >>> import torch, ember
+    >>> class LinearRegression(ember.LightningModule):
+    ...     def __init__(self, lr: float = 0.1):
+    ...         super().__init__()
+    ...         self.save_hyperparameters()
+    ...         self.linear = torch.nn.Linear(1, 1)
+    ...     def forward(self, x):
+    ...         return self.linear(x)
+    ...     def training_step(self, batch, batch_idx):
+    ...         x, y = batch
+    ...         loss = torch.nn.functional.mse_loss(self(x), y)
+    ...         self.log("train_loss", loss)
+    ...         return loss
+    ...     def configure_optimizers(self):
+    ...         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+    >>> LinearRegression().hparams.lr
+    0.1
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trainer: Optional["Trainer"] = None
+        self._hparams: AttributeDict = AttributeDict()
+        self._hparams_initial: AttributeDict = AttributeDict()
+        self._current_fx: Optional[str] = None  # the hook running now: decides self.log defaults
+        self._log_store: Any = None  # set by the Trainer while a loop runs
+        self.automatic_optimization: bool = True
+        self.example_input_array: Any = None
+
+    # --- what the trainer owns ------------------------------------------------------------------
+    @property
+    def trainer(self) -> "Trainer":
+        if self._trainer is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not attached to a Trainer: `self.trainer` exists only while "
+                "`trainer.fit/validate/test/predict` runs. Pass the model to one of them first."
+            )
+        return self._trainer
+
+    @trainer.setter
+    def trainer(self, trainer: Optional["Trainer"]) -> None:
+        self._trainer = trainer
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for t in self.parameters():
+            return t.dtype
+        return torch.get_default_dtype()
+
+    @property
+    def current_epoch(self) -> int:
+        return self._trainer.current_epoch if self._trainer is not None else 0
+
+    @property
+    def global_step(self) -> int:
+        return self._trainer.global_step if self._trainer is not None else 0
+
+    @property
+    def global_rank(self) -> int:
+        return self._trainer.global_rank if self._trainer is not None else 0
+
+    @property
+    def local_rank(self) -> int:
+        return self._trainer.local_rank if self._trainer is not None else 0
+
+    @property
+    def logger(self) -> Any:
+        return self._trainer.logger if self._trainer is not None else None
+
+    @property
+    def loggers(self) -> list:
+        return self._trainer.loggers if self._trainer is not None else []
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    # --- hyperparameters --------------------------------------------------------------------------
+    def save_hyperparameters(self, *args: Any, ignore: Union[str, Iterable[str], None] = None,
+                             frame: Any = None, logger: bool = True) -> None:
+        """Record the ``__init__`` arguments in ``self.hparams`` and in every checkpoint.
+
+        Hyperparameters must be plain data (numbers, strings, lists, dicts, tensors) so that
+        checkpoints load with ``torch.load(weights_only=True)``; pass objects in ``ignore=``.
+        """
+        _save_hparams(self, args, ignore, frame or inspect.currentframe().f_back)
+        self._log_hyperparams = logger
+
+    @property
+    def hparams(self) -> AttributeDict:
+        return self._hparams
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        return AttributeDict(self._hparams_initial)
+
+    # --- logging ----------------------------------------------------------------------------------
+    def log(self, name: str, value: Any, prog_bar: bool = False, logger: Optional[bool] = None,
+            on_step: Optional[bool] = None, on_epoch: Optional[bool] = None, reduce_fx: Any = "mean",
+            enable_graph: bool = False, sync_dist: bool = False, sync_dist_group: Any = None,
+            add_dataloader_idx: bool = True, batch_size: Optional[int] = None,
+            metric_attribute: Optional[str] = None, rank_zero_only: bool = False) -> None:
+        """Record a scalar (a number, a 0-d tensor or a torchmetrics ``Metric``) for this step/epoch.
+
+        Defaults follow the hook: per step in ``training_step`` and the batch hooks, per epoch
+        (a mean weighted by batch size) in ``validation_step``/``test_step`` and epoch hooks.
+        Values stay on the device; nothing synchronises until a logger or the progress bar reads them.
+        """
+        store = self._log_store
+        if store is None:
+            warnings.warn(
+                f"self.log({name!r}, ...) was called outside of a Trainer loop and is ignored. "
+                "Call it from training_step, validation_step, test_step or a hook the Trainer runs.",
+                stacklevel=2,
+            )
+            return
+        store.log(self._current_fx, name, value, prog_bar, logger, on_step, on_epoch, reduce_fx,
+                  enable_graph, sync_dist, add_dataloader_idx, batch_size)
+
+    def log_dict(self, dictionary: Mapping[str, Any], prog_bar: bool = False, logger: Optional[bool] = None,
+                 on_step: Optional[bool] = None, on_epoch: Optional[bool] = None, reduce_fx: Any = "mean",
+                 enable_graph: bool = False, sync_dist: bool = False, sync_dist_group: Any = None,
+                 add_dataloader_idx: bool = True, batch_size: Optional[int] = None,
+                 rank_zero_only: bool = False) -> None:
+        """``self.log`` for every item of ``dictionary`` (a dict or a torchmetrics MetricCollection)."""
+        for name, value in dictionary.items():
+            self.log(name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
+                     reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,
+                     add_dataloader_idx=add_dataloader_idx, batch_size=batch_size)
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """``print`` on the process of global rank 0 only."""
+        if self.global_rank == 0:
+            print(*args, **kwargs)
+
+    # --- the steps the user writes -----------------------------------------------------------------
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__name__} has no training_step: define `def training_step(self, batch, batch_idx)` "
+            "returning the loss, to train it with Trainer.fit()."
+        )
+
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
+        pass
+
+    def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        pass
+
+    def predict_step(self, batch: Any, batch_idx: int = 0, dataloader_idx: int = 0) -> Any:
+        """By default, ``self(batch)``."""
+        return self(batch)
+
+    def configure_optimizers(self) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__name__} has no configure_optimizers: define it and return an optimizer, e.g. "
+            "`return torch.optim.Adam(self.parameters(), lr=1e-3)`."
+        )
+
+    def configure_callbacks(self) -> Any:
+        """Callbacks this model always needs; they replace Trainer callbacks of the same type."""
+        return []
+
+    def configure_model(self) -> None:
+        """Create layers here for sharded initialisation; called at the start of every stage."""
+
+    # --- data hooks (a module may also serve its own data) --------------------------------------------
+    def prepare_data(self) -> None:
+        """Download or write data once per machine."""
+
+    def setup(self, stage: str) -> None:
+        """Called at the start of fit/validate/test/predict with that stage's name."""
+
+    def teardown(self, stage: str) -> None:
+        """Called at the end of fit/validate/test/predict."""
+
+    def train_dataloader(self) -> Any:
+        raise NotImplementedError
+
+    def val_dataloader(self) -> Any:
+        raise NotImplementedError
+
+    def test_dataloader(self) -> Any:
+        raise NotImplementedError
+
+    def predict_dataloader(self) -> Any:
+        raise NotImplementedError
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move a batch to the device; override for custom batch types."""
+        return move_data_to_device(batch, device)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return batch
+
+    # --- lifecycle hooks: no-ops, called only when overridden ------------------------------------------
+    def on_fit_start(self) -> None: ...
+    def on_fit_end(self) -> None: ...
+    def on_train_start(self) -> None: ...
+    def on_train_end(self) -> None: ...
+    def on_train_epoch_start(self) -> None: ...
+    def on_train_epoch_end(self) -> None: ...
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]: ...
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_validation_start(self) -> None: ...
+    def on_validation_end(self) -> None: ...
+    def on_validation_epoch_start(self) -> None: ...
+    def on_validation_epoch_end(self) -> None: ...
+    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_validation_model_eval(self) -> None: ...
+    def on_validation_model_train(self) -> None: ...
+    def on_test_start(self) -> None: ...
+    def on_test_end(self) -> None: ...
+    def on_test_epoch_start(self) -> None: ...
+    def on_test_epoch_end(self) -> None: ...
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_predict_start(self) -> None: ...
+    def on_predict_end(self) -> None: ...
+    def on_predict_epoch_start(self) -> None: ...
+    def on_predict_epoch_end(self) -> None: ...
+    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_before_backward(self, loss: Tensor) -> None: ...
+    def on_after_backward(self) -> None: ...
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None: ...
+    def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None: ...
+    def on_save_checkpoint(self, checkpoint: dict) -> None: ...
+    def on_load_checkpoint(self, checkpoint: dict) -> None: ...
+
+    # --- optimisation -------------------------------------------------------------------------------------
+    def optimizers(self, use_pl_optimizer: bool = True) -> Any:
+        """The optimizer(s) from ``configure_optimizers``: one object, or a list when there are several."""
+        opts = self.trainer.optimizers if use_pl_optimizer is False else self.trainer._wrapped_optimizers
+        return opts[0] if len(opts) == 1 else list(opts)
+
+    def lr_schedulers(self) -> Any:
+        """The scheduler(s) from ``configure_optimizers``: None, one, or a list."""
+        scheds = [c.scheduler for c in self.trainer.lr_scheduler_configs]
+        if not scheds:
+            return None
+        return scheds[0] if len(scheds) == 1 else scheds
+
+    def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        """Call instead of ``loss.backward()`` with ``automatic_optimization = False`` (handles AMP scaling)."""
+        self.trainer._backward(loss, *args, **kwargs)
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        """How the loss is backpropagated; override for custom behaviour."""
+        loss.backward(*args, **kwargs)
+
+    def clip_gradients(self, optimizer: Any, gradient_clip_val: Optional[float] = None,
+                       gradient_clip_algorithm: Optional[str] = None) -> None:
+        """Clip the gradients of ``optimizer``'s parameters by norm (default) or by value."""
+        if gradient_clip_val is None or gradient_clip_val == 0:
+            return
+        self.trainer._clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm or "norm")
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Optional[float] = None,
+                                    gradient_clip_algorithm: Optional[str] = None) -> None:
+        """Called before every optimizer step with the Trainer's clipping settings."""
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """Step one scheduler; ``metric`` is the monitored value for ReduceLROnPlateau."""
+        if metric is None:
+            scheduler.step()
+        else:
+            scheduler.step(metric)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad()
+
+    def freeze(self) -> None:
+        """Stop gradients for every parameter and switch to eval mode."""
+        for p in self.parameters():
+            p.requires_grad = False
+        self.eval()
+
+    def unfreeze(self) -> None:
+        for p in self.parameters():
+            p.requires_grad = True
+        self.train()
+
+    # --- checkpoints ------------------------------------------------------------------------------------
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             strict: Optional[bool] = None, **kwargs: Any) -> "LightningModule":
+        """Build the model from the hyperparameters saved in the checkpoint (``kwargs`` override them)
+        and load its weights. The file is read with ``torch.load(weights_only=True)``.
+        """
+        from ember.trainer.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(checkpoint_path, map_location=map_location)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        if hparams_file is not None:
+            import yaml
+
+            with open(hparams_file) as f:
+                hparams.update(yaml.safe_load(f) or {})
+        hparams.update(kwargs)
+        signature = inspect.signature(cls.__init__)
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        if not accepts_any:
+            hparams = {k: v for k, v in hparams.items() if k in signature.parameters}
+        model = cls(**hparams)
+        model.on_load_checkpoint(checkpoint)
+        if "state_dict" not in checkpoint:
+            raise KeyError(
+                f"{checkpoint_path} has no 'state_dict' entry (found keys: {sorted(checkpoint)}); it is not a "
+                "checkpoint written by ember or PyTorch Lightning."
+            )
+        model.load_state_dict(checkpoint["state_dict"], strict=True if strict is None else strict)
+        if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
+            model.to(map_location)
+        return model
+
+    def __repr__(self) -> str:  # keep nn.Module's repr; hparams are visible with .hparams
+        return super().__repr__()

@@ -1,0 +1,158 @@
+"""Checkpoints: the dict (Lightning's keys), an atomic write, and a load that runs no code."""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+from ember.__about__ import __version__
+
+# Lightning reads this key to decide how to migrate a checkpoint; naming a release whose format we
+# follow lets `pytorch_lightning` load ember's `state_dict` and hyper-parameters without migration.
+LIGHTNING_FORMAT_VERSION = "2.5.0"
+
+
+def atomic_save(obj: Any, path: Union[str, Path]) -> None:
+    """Write ``obj`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``.
+
+    A crash at any moment leaves either the previous file or the complete new one, never a partial file.
+    """
+    path = Path(path)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise OSError(f"Cannot write checkpoint {path}: the folder {folder} is not writable ({e}). "
+                      "Choose another `dirpath`/`default_root_dir` or fix its permissions.") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise OSError(f"Writing checkpoint {path} failed ({e}); the previous checkpoints are untouched. "
+                          "Free disk space or choose another folder.") from e
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # some file systems cannot fsync a folder; the data itself is already on disk
+
+
+def load_checkpoint(path: Union[str, Path], map_location: Any = None) -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain data only, no code runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint file not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise pickle.UnpicklingError(
+            f"Refused to load {path}: it contains objects that need arbitrary code to unpickle, and ember loads "
+            f"checkpoints only with torch.load(weights_only=True). Details: {e}\n"
+            "If you wrote this file yourself and trust it, re-save it as plain data: "
+            "`ckpt = torch.load(path, weights_only=False)`, keep its 'state_dict' and plain-data 'hyper_parameters', "
+            "and `torch.save` them again."
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise TypeError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict.")
+    return checkpoint
+
+
+def _plain_hparams(hparams: Any) -> dict:
+    from ember._utils import to_plain
+
+    return to_plain(dict(hparams))
+
+
+def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
+    """The checkpoint dict: Lightning's keys plus ember's loop progress (with RNG states)."""
+    module = trainer.lightning_module
+    checkpoint: dict = {
+        "epoch": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "pytorch-lightning_version": LIGHTNING_FORMAT_VERSION,
+        "ember_version": __version__,
+        "state_dict": module.state_dict(),
+        "loops": {"ember": trainer._progress.state_dict()},
+    }
+    if not weights_only:
+        checkpoint["callbacks"] = {}
+        for cb in trainer.callbacks:
+            state = cb.state_dict()
+            if state:
+                checkpoint["callbacks"][cb.state_key] = state
+        checkpoint["optimizer_states"] = [opt.state_dict() for opt in trainer.optimizers]
+        checkpoint["lr_schedulers"] = [cfg.scheduler.state_dict() for cfg in trainer.lr_scheduler_configs]
+        precision_state = trainer._precision.state_dict()
+        if precision_state:
+            checkpoint["MixedPrecision"] = precision_state
+    if module.hparams:
+        checkpoint["hparams_name"] = "kwargs"
+        checkpoint["hyper_parameters"] = _plain_hparams(module.hparams)
+    datamodule = trainer.datamodule
+    if datamodule is not None:
+        if datamodule.hparams:
+            checkpoint["datamodule_hparams_name"] = "kwargs"
+            checkpoint["datamodule_hyper_parameters"] = _plain_hparams(datamodule.hparams)
+        if not weights_only:
+            state = datamodule.state_dict()
+            if state:
+                checkpoint[type(datamodule).__qualname__] = state
+    if not weights_only:
+        for cb in trainer.callbacks:
+            cb.on_save_checkpoint(trainer, module, checkpoint)
+    module.on_save_checkpoint(checkpoint)
+    return checkpoint
+
+
+def restore_training_state(trainer: Any, checkpoint: dict, path: Any) -> None:
+    """Load a checkpoint into the running fit: weights, optimizers, schedulers, callbacks, data, progress."""
+    module = trainer.lightning_module
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"])
+    for key in ("optimizer_states", "loops"):
+        if key not in checkpoint:
+            raise KeyError(
+                f"Cannot resume training from {path}: it has no '{key}' entry (it was saved with "
+                "save_weights_only=True, or by another tool). Load only the weights with "
+                "`Model.load_from_checkpoint(path)` and start a new fit."
+            )
+    saved_opts = checkpoint["optimizer_states"]
+    if len(saved_opts) != len(trainer.optimizers):
+        raise ValueError(f"{path} holds {len(saved_opts)} optimizer states but configure_optimizers returned "
+                         f"{len(trainer.optimizers)} optimizers; resume with the same configure_optimizers.")
+    for opt, state in zip(trainer.optimizers, saved_opts):
+        opt.load_state_dict(state)
+    for cfg, state in zip(trainer.lr_scheduler_configs, checkpoint.get("lr_schedulers", [])):
+        cfg.scheduler.load_state_dict(state)
+    trainer._precision.load_state_dict(checkpoint.get("MixedPrecision", {}))
+    callback_states = checkpoint.get("callbacks", {})
+    for cb in trainer.callbacks:
+        if cb.state_key in callback_states:
+            cb.load_state_dict(callback_states[cb.state_key])
+        cb.on_load_checkpoint(trainer, module, checkpoint)
+    datamodule = trainer.datamodule
+    if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
+        datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
+    progress = checkpoint["loops"].get("ember")
+    if progress is None:
+        raise KeyError(f"Cannot resume training from {path}: its 'loops' entry was not written by ember (a "
+                       "PyTorch Lightning checkpoint?). Load the weights with `Model.load_from_checkpoint(path)` "
+                       "and start a new fit.")
+    trainer._progress.load_state_dict(progress)

@@ -1,0 +1,84 @@
+"""One helper runs a hook everywhere: on the callbacks (in order), then on the LightningModule.
+
+Which objects override which hook is decided once per run; calling a hook that nobody overrides
+costs a dict lookup and nothing else.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ember._utils import is_overridden
+from ember.callbacks.callback import Callback, _is_monitoring
+from ember.module import LightningModule
+
+
+class HookRunner:
+    def __init__(self, trainer: Any, module: LightningModule, callbacks: list) -> None:
+        self.trainer = trainer
+        self.module = module
+        self.callbacks = callbacks
+        self._table: dict = {}
+
+    def _targets(self, name: str, monitoring: Any = None) -> tuple:
+        key = (name, monitoring)
+        fns = self._table.get(key)
+        if fns is None:
+            fns = []
+            for cb in self.callbacks:
+                if monitoring is not None and _is_monitoring(cb) != monitoring:
+                    continue
+                if is_overridden(name, cb, Callback):
+                    fns.append(_bind_callback(getattr(cb, name), self.trainer, self.module))
+            if monitoring is None and is_overridden(name, self.module, LightningModule):
+                fns.append(getattr(self.module, name))
+            fns = tuple(fns)
+            self._table[key] = fns
+        return fns
+
+    def call(self, name: str, *args: Any) -> Any:
+        """Run ``name`` on every callback that overrides it, then on the module; returns the module's result."""
+        fns = self._table.get((name, None))
+        if fns is None:
+            fns = self._targets(name)
+        if not fns:
+            return None
+        module = self.module
+        previous, module._current_fx = module._current_fx, name  # decides self.log's defaults
+        try:
+            result = None
+            for fn in fns:
+                result = fn(*args)
+            return result
+        finally:
+            module._current_fx = previous
+
+    def call_callbacks(self, name: str, *args: Any, monitoring: bool) -> None:
+        """Run ``name`` on the monitoring callbacks (ModelCheckpoint, EarlyStopping) or on the others."""
+        fns = self._targets(name, monitoring)
+        if not fns:
+            return
+        module = self.module
+        previous, module._current_fx = module._current_fx, name
+        try:
+            for fn in fns:
+                fn(*args)
+        finally:
+            module._current_fx = previous
+
+    def call_module(self, name: str, *args: Any) -> Any:
+        if not is_overridden(name, self.module, LightningModule):
+            return None
+        module = self.module
+        previous, module._current_fx = module._current_fx, name
+        try:
+            return getattr(module, name)(*args)
+        finally:
+            module._current_fx = previous
+
+
+def _bind_callback(fn: Callable, trainer: Any, module: Any) -> Callable:
+    def hook(*args: Any) -> Any:
+        return fn(trainer, module, *args)
+
+    hook.__name__ = getattr(fn, "__qualname__", "hook")
+    return hook

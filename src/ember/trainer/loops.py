@@ -1,0 +1,279 @@
+"""The story of a batch: the fit loop, one training epoch, one training step, and the
+evaluation/prediction loop. Read top to bottom; features live in callbacks and small helpers.
+"""
+from __future__ import annotations
+
+import math
+
+from typing import Any, Iterator, Optional
+
+import torch
+from torch import Tensor
+
+from ember.trainer.metrics import Results
+from ember.trainer.optim import step_schedulers
+
+
+# --- fit -------------------------------------------------------------------------------------------
+def run_fit(trainer: Any) -> None:
+    """on_train_start, epochs until a stopping rule says done, on_train_end."""
+    hooks = trainer._hooks
+    progress = trainer._progress
+    hooks.call("on_train_start")
+    progress.restore_rng()  # a resumed run continues the random streams exactly where the checkpoint left them
+    while not _fit_done(trainer):
+        run_train_epoch(trainer)
+    hooks.call("on_train_end")
+
+
+def _fit_done(trainer: Any) -> bool:
+    p = trainer._progress
+    if trainer.max_steps != -1 and p.optimizer_steps >= trainer.max_steps:
+        return True
+    if trainer.max_epochs is not None and trainer.max_epochs != -1 and p.epoch >= trainer.max_epochs:
+        return True
+    if trainer._time_is_up():
+        return True
+    if trainer.should_stop:
+        if p.epoch >= (trainer.min_epochs or 0) and p.optimizer_steps >= (trainer.min_steps or 0):
+            return True
+        trainer.should_stop = False  # min_epochs/min_steps not reached yet: keep training, as Lightning does
+    return False
+
+
+def run_train_epoch(trainer: Any) -> None:
+    t = trainer
+    p = t._progress
+    module = t.lightning_module
+    hooks = t._hooks
+    loader = t._train_loader_for_epoch()
+    results = t._train_results = Results("train")
+    module._log_store = results
+    module.train()
+    hooks.call("on_train_epoch_start")
+
+    limit = t.num_training_batches
+    accumulate = t.accumulate_grad_batches
+    automatic = module.automatic_optimization
+    optimizer = t.optimizers[0] if t.optimizers else None
+    log_every = t.log_every_n_steps
+    val_every = t._val_check_batch if t._should_validate_this_epoch() else 0
+    transfer = t._transfer_batch
+
+    batches = _skip(iter(loader), p.batch_idx, t)  # mid-epoch resume starts after the last trained batch
+    batch_idx = p.batch_idx
+    for batch, is_last in _with_is_last(batches, batch_idx, limit):
+        batch = transfer(batch, 0)
+        results.set_batch(batch)
+        if hooks.call("on_train_batch_start", batch, batch_idx) == -1:
+            break  # the module asked to skip the rest of the epoch
+        if automatic:
+            should_step = p.accumulated + 1 >= accumulate or is_last
+            outputs = training_step_automatic(t, module, optimizer, batch, batch_idx, accumulate, should_step)
+            stepped = should_step and outputs is not None
+        else:
+            module._current_fx = "training_step"
+            with t._precision.forward_context():
+                outputs = module.training_step(batch, batch_idx)
+            stepped = True
+        p.batch_idx = batch_idx + 1
+        p.batches_seen += 1
+        hooks.call("on_train_batch_end", outputs, batch, batch_idx)
+        if stepped:
+            if t._loggers and (p.batches_stepped + 1) % log_every == 0:
+                t._log_metrics(results.step_values(logger_only=True), p.batches_stepped)
+            p.batches_stepped += 1
+        batch_idx += 1
+        if val_every and batch_idx % val_every == 0 and not is_last:
+            run_evaluation(t, "validate", t._val_loaders, t._val_limits)  # mid-epoch validation
+            module._log_store = results
+        if t.should_stop or (t.max_steps != -1 and p.optimizer_steps >= t.max_steps) or t._time_is_up():
+            break
+    finish_train_epoch(t, results)
+
+
+def finish_train_epoch(trainer: Any, results: Results) -> None:
+    """Validation, on_train_epoch_end, epoch metrics, epoch schedulers, then checkpoint/early stopping.
+
+    ModelCheckpoint and EarlyStopping run last, so a checkpoint written here holds the finished
+    epoch: resuming from it starts the next epoch and reproduces an uninterrupted run exactly.
+    """
+    t = trainer
+    p = t._progress
+    module = t.lightning_module
+    hooks = t._hooks
+    p.epoch_done = True
+    t._epoch_end_validated = False
+    if t._should_validate_this_epoch():
+        t._epoch_end_validated = True
+        run_evaluation(t, "validate", t._val_loaders, t._val_limits, epoch_end=True)
+    module._log_store = results
+    hooks.call_callbacks("on_train_epoch_end", monitoring=False)
+    hooks.call_module("on_train_epoch_end")
+    callback, logged, pbar = results.epoch_end()
+    t._store_epoch_values(callback, pbar)
+    if logged and t._loggers:
+        t._log_metrics(logged, max(p.batches_stepped - 1, 0))
+    if module.automatic_optimization:
+        step_schedulers(t, "epoch")
+    hooks.call_callbacks("on_train_epoch_end", monitoring=True)
+    module._log_store = None
+    p.epoch += 1
+    p.batch_idx = 0
+    p.epoch_done = False
+
+
+def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, batch_idx: int, accumulate: int,
+                            should_step: bool) -> Optional[dict]:
+    """training_step, zero_grad at the start of an accumulation window, backward, and every
+    ``accumulate`` batches (and at the epoch's end): unscale, clip, optimizer step, step schedulers."""
+    p = t._progress
+    hooks = t._hooks
+    module._current_fx = "training_step"
+    with t._precision.forward_context():
+        output = module.training_step(batch, batch_idx)
+    loss = _loss_from(output, t)
+    if loss is None:
+        return None  # the user skipped this batch: no backward, no step
+    if p.accumulated == 0 and optimizer is not None:
+        hooks.call("on_before_zero_grad", optimizer)
+        module.optimizer_zero_grad(p.epoch, batch_idx, optimizer)
+    if accumulate > 1:
+        loss = loss / accumulate  # so that N accumulated batches give the gradient of their mean
+    hooks.call("on_before_backward", loss)
+    t._precision.backward(loss, module)
+    hooks.call("on_after_backward")
+    p.accumulated += 1
+    if should_step:
+        p.accumulated = 0
+        if optimizer is not None:
+            t._precision.unscale(optimizer)  # clipping must see true gradient sizes
+            hooks.call("on_before_optimizer_step", optimizer)
+            if t._clip_every_step:
+                module.configure_gradient_clipping(optimizer, t.gradient_clip_val, t.gradient_clip_algorithm)
+            t._precision.optimizer_step(optimizer)
+            p.optimizer_steps += 1
+            if t._has_step_schedulers:
+                step_schedulers(t, "step")
+    return output if isinstance(output, dict) else {"loss": output.detach()}
+
+
+def _loss_from(output: Any, trainer: Any) -> Optional[Tensor]:
+    if isinstance(output, Tensor):
+        loss = output
+    elif isinstance(output, dict):
+        if "loss" not in output:
+            raise KeyError(f"training_step returned a dict without a 'loss' key (keys: {sorted(output)}). Put the "
+                           "tensor to minimise under 'loss'.")
+        loss = output["loss"]
+        if loss is None:
+            return None
+    elif output is None:
+        return None
+    else:
+        raise TypeError(
+            f"training_step returned a {type(output).__name__}; with automatic optimization it must return the loss "
+            "tensor, a dict with a 'loss' key, or None to skip the batch."
+        )
+    if not isinstance(loss, Tensor) or not loss.requires_grad:
+        what = type(loss).__name__ if not isinstance(loss, Tensor) else "a tensor that does not require grad"
+        raise ValueError(
+            f"training_step returned a loss that cannot be backpropagated ({what}). Return the loss tensor itself, "
+            "not `loss.item()` or `loss.detach()`, and compute it from the model's outputs."
+        )
+    return loss
+
+
+def _with_is_last(batches: Iterator, start: int, limit: float) -> Iterator:
+    """Yield ``(batch, is_last)``. With a known length that is arithmetic; otherwise look one batch ahead."""
+    if limit != math.inf:
+        idx = start
+        last = int(limit) - 1
+        for batch in batches:
+            if idx > last:
+                return
+            yield batch, idx == last
+            idx += 1
+        return
+    try:
+        current = next(batches)
+    except StopIteration:
+        return
+    for upcoming in batches:
+        yield current, False
+        current = upcoming
+    yield current, True
+
+
+def _skip(iterator: Iterator, n: int, trainer: Any) -> Iterator:
+    for _ in range(n):
+        try:
+            next(iterator)
+        except StopIteration:
+            break
+    return iterator
+
+
+# --- validate / test / predict ------------------------------------------------------------------------
+_PREFIX = {"validate": "validation", "test": "test", "predict": "predict", "sanity": "validation"}
+
+
+def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_end: bool = False) -> list:
+    """Run validation_step/test_step/predict_step over ``loaders`` in eval mode without gradients.
+
+    Returns one dict of epoch metrics per dataloader (validate/test), or the per-batch outputs (predict).
+    """
+    t = trainer
+    module = t.lightning_module
+    hooks = t._hooks
+    prefix = _PREFIX[stage]
+    sanity = stage == "sanity"
+    multi = len(loaders) > 1
+    results = Results("validate" if sanity else stage, num_dataloaders=len(loaders))
+    module._log_store = None if stage == "predict" else results
+    predictions: list = [[] for _ in loaders]
+    step = getattr(module, f"{prefix}_step")
+    was_training = {m: m.training for m in module.modules()}
+    module.eval()
+    no_grad = torch.inference_mode() if t._inference_mode else torch.no_grad()
+    t._evaluating = stage
+    try:
+        with no_grad:
+            hooks.call(f"on_{prefix}_start")
+            hooks.call(f"on_{prefix}_epoch_start")
+            for dl_idx, loader in enumerate(loaders):
+                extra = (dl_idx,) if multi else ()
+                limit = limits[dl_idx]
+                for batch_idx, batch in enumerate(loader):
+                    if batch_idx >= limit:
+                        break
+                    batch = t._transfer_batch(batch, dl_idx)
+                    results.set_batch(batch, dl_idx)
+                    hooks.call(f"on_{prefix}_batch_start", batch, batch_idx, *extra)
+                    module._current_fx = f"{prefix}_step"
+                    with t._precision.forward_context():
+                        output = step(batch, batch_idx, *extra)
+                    if stage == "predict" and t._return_predictions:
+                        predictions[dl_idx].append(output)
+                    hooks.call(f"on_{prefix}_batch_end", output, batch, batch_idx, *extra)
+            hooks.call(f"on_{prefix}_epoch_end")
+            per_loader: list = []
+            if stage != "predict":
+                callback, logged, pbar = results.epoch_end()
+                if not sanity:
+                    t._store_epoch_values(callback, pbar)
+                    if logged and t._loggers:
+                        p = t._progress
+                        t._log_metrics(logged, max(p.batches_stepped - 1, 0) if stage == "validate" else p.batches_stepped)
+                    per_loader = results.dataloader_values(callback, len(loaders))
+            hooks.call(f"on_{prefix}_end")
+    finally:
+        t._evaluating = None
+        for m, mode in was_training.items():
+            m.training = mode
+        module._log_store = None
+    if stage == "predict":
+        return predictions[0] if not multi else predictions
+    return per_loader
+
+

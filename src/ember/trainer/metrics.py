@@ -1,0 +1,248 @@
+"""What ``self.log`` stores: the latest step value, an epoch accumulator and the reduction.
+
+Values stay tensors on their device. Nothing here calls ``.item()``: the conversion to Python
+numbers happens only when a logger or the progress bar actually reads them.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ember._utils import extract_batch_size
+
+# hooks whose logs default to per-step values; every other hook defaults to per-epoch values
+_STEP_HOOKS = frozenset({
+    "training_step", "on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+    "on_before_optimizer_step", "on_before_zero_grad", "optimizer_step", "lr_scheduler_step",
+})
+_NO_LOG_HOOKS = frozenset({
+    "predict_step", "on_predict_start", "on_predict_end", "on_predict_epoch_start", "on_predict_epoch_end",
+    "on_predict_batch_start", "on_predict_batch_end", "setup", "teardown", "prepare_data", "configure_optimizers",
+    "on_fit_start", "on_fit_end", "on_sanity_check_start", "on_sanity_check_end", "on_save_checkpoint",
+    "on_load_checkpoint", "configure_callbacks", "configure_model", "train_dataloader", "val_dataloader",
+})
+_REDUCTIONS = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
+_REDUCTION_FNS = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min",
+                  sum: "sum", max: "max", min: "min"}
+
+
+def _torchmetrics_metric_type() -> Optional[type]:
+    module = sys.modules.get("torchmetrics")  # only if the user imported it: never import it ourselves
+    return getattr(module, "Metric", None)
+
+
+class _Entry:
+    """One logged name in one loop."""
+
+    __slots__ = ("name", "prog_bar", "logger", "on_step", "on_epoch", "reduce", "last", "total", "count",
+                 "metric", "sync_dist", "dataloader_idx")
+
+    def __init__(self, name: str, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool, reduce: str,
+                 sync_dist: bool, dataloader_idx: Optional[int]) -> None:
+        self.name = name
+        self.prog_bar = prog_bar
+        self.logger = logger
+        self.on_step = on_step
+        self.on_epoch = on_epoch
+        self.reduce = reduce
+        self.sync_dist = sync_dist
+        self.dataloader_idx = dataloader_idx
+        self.last: Optional[Tensor] = None
+        self.total: Optional[Tensor] = None
+        self.count = 0
+        self.metric: Any = None
+
+    @property
+    def forked(self) -> bool:
+        return self.on_step and self.on_epoch
+
+    def update(self, value: Tensor, batch_size: int) -> None:
+        self.last = value
+        if not self.on_epoch or self.metric is not None:
+            return
+        if not value.is_floating_point():
+            value = value.float()
+        total = self.total
+        if total is None:  # the first value: copy so that later in-place updates never touch the user's tensor
+            self.total = value * batch_size if self.reduce == "mean" else value.clone()
+        elif self.reduce == "mean":
+            total.add_(value, alpha=batch_size)
+        elif self.reduce == "sum":
+            total.add_(value)
+        elif self.reduce == "max":
+            torch.maximum(total, value, out=total)
+        else:
+            torch.minimum(total, value, out=total)
+        self.count += batch_size
+
+    def compute(self) -> Optional[Tensor]:
+        if self.metric is not None:
+            value = self.metric.compute()
+            self.metric.reset()
+            return value.detach() if isinstance(value, Tensor) else torch.tensor(float(value))
+        if self.total is None:
+            return None
+        if self.reduce == "mean":
+            return self.total / max(self.count, 1)
+        return self.total
+
+
+class Results:
+    """The entries logged during one run of a loop (a training epoch, one validation run, ...)."""
+
+    def __init__(self, stage: str, num_dataloaders: int = 1) -> None:
+        self.stage = stage
+        self.num_dataloaders = num_dataloaders
+        self.entries: dict = {}
+        self.dataloader_idx = 0
+        self._batch: Any = None
+        self._batch_size: Optional[int] = None
+
+    def set_batch(self, batch: Any, dataloader_idx: int = 0) -> None:
+        self._batch = batch
+        self._batch_size = None  # inferred lazily: most steps never need it
+        self.dataloader_idx = dataloader_idx
+
+    def _current_batch_size(self) -> int:
+        if self._batch_size is None:
+            size = extract_batch_size(self._batch) if self._batch is not None else None
+            self._batch_size = int(size) if size is not None else 1
+        return self._batch_size
+
+    def log(self, fx: Optional[str], name: str, value: Any, prog_bar: bool, logger: Optional[bool],
+            on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, enable_graph: bool,
+            sync_dist: bool, add_dataloader_idx: bool, batch_size: Optional[int]) -> None:
+        in_loop = fx in ("validation_step", "test_step", "on_validation_batch_start", "on_validation_batch_end",
+                         "on_test_batch_start", "on_test_batch_end")
+        key = name
+        if in_loop and add_dataloader_idx and self.num_dataloaders > 1:
+            key = f"{name}/dataloader_idx_{self.dataloader_idx}"
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self._new_entry(fx, key, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist,
+                                    self.dataloader_idx if in_loop else None)
+        metric_type = _torchmetrics_metric_type()
+        if isinstance(value, Tensor):
+            if value.numel() != 1:
+                raise ValueError(
+                    f"self.log({name!r}, ...) in {fx}: the value must be a scalar, but it is a tensor of shape "
+                    f"{tuple(value.shape)}. Log a reduction such as `.mean()`, or each element under its own name."
+                )
+            if not enable_graph:
+                value = value.detach()
+            if value.ndim:
+                value = value.reshape(())
+        elif metric_type is not None and isinstance(value, metric_type):
+            entry.metric = value
+            cached = getattr(value, "_forward_cache", None)
+            value = cached.detach() if isinstance(cached, Tensor) else None
+            if value is None:
+                if entry.on_step:
+                    raise ValueError(
+                        f"self.log({name!r}, metric, on_step=True) in {fx}: the metric has no value for this step "
+                        "because it was only `.update()`d. Call the metric as `metric(preds, target)`, or log it "
+                        "with on_step=False."
+                    )
+                return
+        elif isinstance(value, (bool, int, float)) or hasattr(value, "__float__"):
+            value = torch.tensor(float(value))
+        else:
+            raise TypeError(
+                f"self.log({name!r}, ...) in {fx}: the value must be a number, a one-element tensor or a "
+                f"torchmetrics Metric; it is a {type(value).__name__}."
+            )
+        if entry.on_epoch and entry.metric is None and entry.reduce == "mean" and batch_size is None:
+            batch_size = self._current_batch_size()
+        entry.update(value, batch_size or 1)
+
+    def _new_entry(self, fx: Optional[str], key: str, prog_bar: bool, logger: Optional[bool],
+                   on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, sync_dist: bool,
+                   dataloader_idx: Optional[int]) -> _Entry:
+        if fx in _NO_LOG_HOOKS:
+            raise RuntimeError(
+                f"self.log({key!r}, ...) is not allowed in {fx}: nothing there is reported to loggers. Log from a "
+                "training/validation/test step or a train/validation/test hook instead."
+            )
+        per_step = fx in _STEP_HOOKS
+        on_step = per_step if on_step is None else bool(on_step)
+        on_epoch = (not per_step) if on_epoch is None else bool(on_epoch)
+        if not per_step and fx is not None and fx.endswith(("_epoch_start", "_epoch_end", "_start", "_end")) \
+                and "batch" not in fx and on_step:
+            raise ValueError(
+                f"self.log({key!r}, on_step=True) in {fx}: there is no step in an epoch-level hook. Use on_epoch=True."
+            )
+        if callable(reduce_fx) and reduce_fx in _REDUCTION_FNS:
+            reduce = _REDUCTION_FNS[reduce_fx]
+        elif isinstance(reduce_fx, str) and reduce_fx.lower() in _REDUCTIONS:
+            reduce = _REDUCTIONS[reduce_fx.lower()]
+        else:
+            raise ValueError(
+                f"self.log({key!r}, reduce_fx={reduce_fx!r}): the reduction must be 'mean', 'sum', 'max' or 'min' "
+                "(or torch.mean/sum/max/min)."
+            )
+        entry = _Entry(key, bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce,
+                       sync_dist, dataloader_idx)
+        self.entries[key] = entry
+        return entry
+
+    # --- reading values -----------------------------------------------------------------------------------
+    def step_values(self, logger_only: bool = False, prog_bar_only: bool = False) -> dict:
+        """The latest per-step values, under their logged names ('x' or 'x_step')."""
+        out = {}
+        for key, e in self.entries.items():
+            if not e.on_step or e.last is None or (logger_only and not e.logger) or (prog_bar_only and not e.prog_bar):
+                continue
+            out[f"{key}_step" if e.forked else key] = e.last
+        return out
+
+    def live_callback_values(self) -> dict:
+        """What callback_metrics shows while the loop runs: step values under 'x' and 'x_step'."""
+        out = {}
+        for key, e in self.entries.items():
+            if e.on_step and e.last is not None:
+                out[key] = e.last
+                if e.forked:
+                    out[f"{key}_step"] = e.last
+        return out
+
+    def epoch_end(self) -> tuple:
+        """Reduce the epoch: returns (callback values, logger values, progress bar values) as tensors."""
+        callback, logged, pbar = {}, {}, {}
+        for key, e in self.entries.items():
+            if e.on_epoch:
+                value = e.compute()
+                if value is None:
+                    continue
+                epoch_key = f"{key}_epoch" if e.forked else key
+                callback[key] = value
+                callback[epoch_key] = value
+                if e.logger:
+                    logged[epoch_key] = value
+                if e.prog_bar:
+                    pbar[epoch_key] = value
+            elif e.last is not None:  # step-only values stay readable after the epoch
+                callback[key] = e.last
+                if e.prog_bar:
+                    pbar[key] = e.last
+                if e.metric is not None:
+                    e.metric.reset()
+        return callback, logged, pbar
+
+    def dataloader_values(self, values: dict, num_dataloaders: int) -> list:
+        """Split an evaluation loop's epoch values into one dict per dataloader (as validate/test return)."""
+        per_loader: list = [dict() for _ in range(num_dataloaders)]
+        for key, value in values.items():
+            entry = self.entries.get(key) or self.entries.get(key[: -len("_epoch")] if key.endswith("_epoch") else key)
+            idx = entry.dataloader_idx if entry is not None else None
+            targets = range(num_dataloaders) if idx is None or num_dataloaders == 1 else (idx,)
+            for i in targets:
+                per_loader[i][key] = value
+        return per_loader
+
+
+def to_float(values: dict) -> dict:
+    """Tensors to Python floats: a host-device sync, done only when a logger or the bar reads values."""
+    return {k: (v.item() if isinstance(v, Tensor) else float(v)) for k, v in values.items()}

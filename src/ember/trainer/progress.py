@@ -1,0 +1,82 @@
+"""Every counter of a run and the data position, in one object that saves and restores itself."""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import torch
+
+
+@dataclass
+class Progress:
+    """Where training stands.
+
+    ``optimizer_steps`` is ``trainer.global_step``; ``batches_seen`` counts training batches whatever
+    the accumulation; ``batches_stepped`` counts batches that ended with an optimizer step (the step
+    number loggers see); ``accumulated`` is the accumulation phase (batches waiting for a step).
+    """
+
+    epoch: int = 0
+    batch_idx: int = 0  # batches of the current epoch already trained
+    batches_seen: int = 0
+    optimizer_steps: int = 0
+    batches_stepped: int = 0
+    accumulated: int = 0
+    epoch_done: bool = False  # the current epoch's training batches have all run
+    rng_to_restore: Optional[dict] = field(default=None, repr=False)
+
+    def state_dict(self) -> dict:
+        state = asdict(self)
+        state.pop("rng_to_restore")
+        state["rng"] = rng_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("epoch", "batch_idx", "batches_seen", "optimizer_steps", "batches_stepped", "accumulated",
+                    "epoch_done"):
+            if key in state:
+                setattr(self, key, type(getattr(self, key))(state[key]))
+        # restored right before training resumes, so that set-up work in between draws nothing from them
+        self.rng_to_restore = state.get("rng")
+
+    def restore_rng(self) -> None:
+        if self.rng_to_restore:
+            set_rng_state(self.rng_to_restore)
+            self.rng_to_restore = None
+
+
+def rng_state() -> dict:
+    """The state of every global generator, as data that ``torch.load(weights_only=True)`` accepts."""
+    state: dict = {"torch": torch.get_rng_state(), "python": _python_state_to_plain(random.getstate())}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+    except ImportError:
+        pass
+    else:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if "numpy" in state:
+        import numpy as np
+
+        s = state["numpy"]
+        np.random.set_state((s["kind"], s["keys"].numpy().astype("uint32"), s["pos"], s["has_gauss"],
+                             s["cached_gaussian"]))
+
+
+def _python_state_to_plain(state: Any) -> Any:
+    version, internal, gauss = state
+    return (version, list(internal), gauss)

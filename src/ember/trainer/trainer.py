@@ -1,0 +1,900 @@
+"""Trainer: Lightning's arguments and methods; inside, a few small objects built once per run.
+
+``fit`` reads as: attach the model, set up data and optimizers, restore a checkpoint if asked,
+sanity-check validation, then ``loops.run_fit``. The per-batch story is in ``loops.py``.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import glob
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Union
+
+import torch
+
+from ember._utils import is_overridden, move_data_to_device
+from ember.accelerators import Precision, choose_device
+from ember.callbacks.callback import Callback
+from ember.datamodule import LightningDataModule
+from ember.module import LightningModule
+from ember.trainer import checkpoint as _ckpt
+from ember.trainer import loops
+from ember.trainer.hooks import HookRunner
+from ember.trainer.metrics import Results, to_float
+from ember.trainer.optim import LightningOptimizer, parse_configure_optimizers
+from ember.trainer.progress import Progress
+
+
+@dataclass
+class TrainerState:
+    """What the trainer is doing: ``fn`` is the method running ('fit', 'validate', 'test', 'predict')."""
+
+    fn: Optional[str] = None
+    stage: Optional[str] = None  # 'train', 'sanity_check', 'validate', 'test', 'predict'
+    status: str = "initializing"  # 'running', 'finished', 'interrupted'
+
+
+class _SingleDeviceStrategy:
+    """One process, one device. ``barrier`` and ``broadcast`` exist so that code written for many ranks runs."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.root_device = device
+
+    def barrier(self, name: Optional[str] = None) -> None:
+        pass
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        return obj
+
+    def reduce(self, tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor
+
+    def all_gather(self, tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor
+
+
+_STRATEGIES = ("auto", "single_device", None)
+
+
+class Trainer:
+    """Runs a LightningModule's training, validation, test and prediction loops.
+
+    >>> import ember
+    >>> trainer = ember.Trainer(max_epochs=3, accelerator="cpu", enable_progress_bar=False)
+    >>> trainer.max_epochs
+    3
+    """
+
+    def __init__(
+        self,
+        *,
+        accelerator: str = "auto",
+        strategy: Any = "auto",
+        devices: Any = "auto",
+        num_nodes: int = 1,
+        precision: Union[str, int, None] = None,
+        logger: Any = None,
+        callbacks: Union[Callback, list, None] = None,
+        fast_dev_run: Union[int, bool] = False,
+        max_epochs: Optional[int] = None,
+        min_epochs: Optional[int] = None,
+        max_steps: int = -1,
+        min_steps: Optional[int] = None,
+        max_time: Union[str, datetime.timedelta, dict, None] = None,
+        limit_train_batches: Union[int, float, None] = None,
+        limit_val_batches: Union[int, float, None] = None,
+        limit_test_batches: Union[int, float, None] = None,
+        limit_predict_batches: Union[int, float, None] = None,
+        overfit_batches: Union[int, float] = 0.0,
+        val_check_interval: Union[int, float, None] = None,
+        check_val_every_n_epoch: Optional[int] = 1,
+        num_sanity_val_steps: Optional[int] = None,
+        log_every_n_steps: Optional[int] = None,
+        enable_checkpointing: Optional[bool] = None,
+        enable_progress_bar: Optional[bool] = None,
+        enable_model_summary: Optional[bool] = None,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: Union[int, float, None] = None,
+        gradient_clip_algorithm: Optional[str] = None,
+        deterministic: Union[bool, str, None] = None,
+        benchmark: Optional[bool] = None,
+        inference_mode: bool = True,
+        use_distributed_sampler: bool = True,
+        profiler: Any = None,
+        detect_anomaly: bool = False,
+        barebones: bool = False,
+        plugins: Any = None,
+        sync_batchnorm: bool = False,
+        reload_dataloaders_every_n_epochs: int = 0,
+        default_root_dir: Optional[str] = None,
+    ) -> None:
+        if strategy not in _STRATEGIES:
+            raise ValueError(
+                f"Trainer(strategy={strategy!r}) is not available in this version of ember, which trains on one "
+                "device per run. Use strategy='auto'."
+            )
+        if num_nodes != 1:
+            raise ValueError(f"Trainer(num_nodes={num_nodes}) needs multi-node training, which this version of "
+                             "ember does not provide yet. Use num_nodes=1.")
+        if profiler is not None:
+            raise ValueError(f"Trainer(profiler={profiler!r}): profilers are not available in this version of "
+                             "ember. Remove the argument, or use torch.profiler around trainer.fit().")
+        self._device = choose_device(accelerator, devices)
+        self._precision = Precision("32-true" if precision is None else precision, self._device)
+        self.strategy = _SingleDeviceStrategy(self._device)
+        self.accelerator = self._device.type
+
+        self.fast_dev_run = int(fast_dev_run) if not isinstance(fast_dev_run, bool) else int(fast_dev_run)
+        if self.fast_dev_run < 0:
+            raise ValueError(f"Trainer(fast_dev_run={fast_dev_run}) must be a bool or a positive int.")
+        _check_int("accumulate_grad_batches", accumulate_grad_batches, minimum=1)
+        if gradient_clip_algorithm not in (None, "norm", "value"):
+            raise ValueError(f"Trainer(gradient_clip_algorithm={gradient_clip_algorithm!r}) must be 'norm' or "
+                             "'value'.")
+        if max_steps != -1:
+            _check_int("max_steps", max_steps, minimum=-1)
+        if max_epochs is not None:
+            _check_int("max_epochs", max_epochs, minimum=-1)
+        self.max_epochs = max_epochs if max_epochs is not None else (1000 if max_steps == -1 else -1)
+        self.min_epochs = min_epochs
+        self.max_steps = max_steps
+        self.min_steps = min_steps
+        self._max_time_s = _parse_max_time(max_time)
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm or "norm"
+        self.limit_train_batches = _check_limit("limit_train_batches", limit_train_batches)
+        self.limit_val_batches = _check_limit("limit_val_batches", limit_val_batches)
+        self.limit_test_batches = _check_limit("limit_test_batches", limit_test_batches)
+        self.limit_predict_batches = _check_limit("limit_predict_batches", limit_predict_batches)
+        self.overfit_batches = _check_limit("overfit_batches", overfit_batches)
+        self.val_check_interval = _check_limit("val_check_interval", val_check_interval)
+        self.check_val_every_n_epoch = check_val_every_n_epoch
+        self.num_sanity_val_steps = 2 if num_sanity_val_steps is None else num_sanity_val_steps
+        self.log_every_n_steps = 50 if log_every_n_steps is None else log_every_n_steps
+        _check_int("log_every_n_steps", self.log_every_n_steps, minimum=1)
+        self.reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs
+        self._inference_mode = inference_mode
+        self._detect_anomaly = detect_anomaly
+        self.use_distributed_sampler = use_distributed_sampler
+        self.sync_batchnorm = sync_batchnorm
+        self.default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
+
+        if self.fast_dev_run:
+            n = self.fast_dev_run
+            self.limit_train_batches = self.limit_val_batches = n
+            self.limit_test_batches = self.limit_predict_batches = n
+            self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, n, 0
+            self.val_check_interval, self.check_val_every_n_epoch = 1.0, 1
+            self._max_time_s = None
+        if self.overfit_batches:
+            self.limit_train_batches = self.overfit_batches
+            self.limit_val_batches = self.overfit_batches
+
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
+            torch.backends.cudnn.deterministic = True
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if benchmark is not None:
+            torch.backends.cudnn.benchmark = benchmark
+
+        if barebones:
+            logger, enable_checkpointing, enable_progress_bar, enable_model_summary = False, False, False, False
+        self._loggers = _build_loggers(logger, self.default_root_dir, disabled=bool(self.fast_dev_run))
+        self.callbacks = _build_callbacks(callbacks, enable_checkpointing is not False,
+                                          enable_progress_bar is not False, enable_model_summary is not False)
+
+        self.state = TrainerState()
+        self.should_stop = False
+        self.sanity_checking = False
+        self.optimizers: list = []
+        self.lr_scheduler_configs: list = []
+        self._wrapped_optimizers: list = []
+        self._progress = Progress()
+        self._model: Optional[LightningModule] = None
+        self.datamodule: Optional[LightningDataModule] = None
+        self._hooks: Optional[HookRunner] = None
+        self._train_results: Optional[Results] = None
+        self._epoch_metrics: dict = {}
+        self._epoch_pbar: dict = {}
+        self._logged_metrics: dict = {}
+        self._fit_start_time = time.monotonic()
+        self._evaluating: Optional[str] = None
+        self._epoch_end_validated = False
+        self._val_enabled = False
+        self._return_predictions = True
+        self._sources: dict = {}
+        self.train_dataloader: Any = None
+        self.val_dataloaders: Any = None
+        self.test_dataloaders: Any = None
+        self.predict_dataloaders: Any = None
+        self._val_loaders: list = []
+        self._val_limits: list = []
+        self._val_check_batch = 0
+        self.num_training_batches: Union[int, float] = 0
+        self.num_val_batches: list = []
+        self.num_sanity_val_batches: list = []
+        self.num_test_batches: list = []
+        self.num_predict_batches: list = []
+        self.ckpt_path: Optional[str] = None
+        self._clip_every_step = False
+        self._has_step_schedulers = False
+
+    # --- the four entry points ------------------------------------------------------------------------
+    def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
+            datamodule: Optional[LightningDataModule] = None, ckpt_path: Optional[str] = None) -> None:
+        """Train ``model``; ``ckpt_path`` (a path, "last" or "best") continues an earlier run exactly."""
+        if isinstance(train_dataloaders, LightningDataModule):
+            datamodule, train_dataloaders = train_dataloaders, None
+        _check_data_args("fit", train_dataloaders, val_dataloaders, datamodule)
+        with self._run("fit", model, datamodule):
+            module = self.lightning_module
+            self._resolve_train_data(train_dataloaders, module)
+            self._resolve_eval_data("validate", val_dataloaders, module)
+            self._configure_optimizers(module)
+            resume_from = self._resolve_ckpt_path(ckpt_path)
+            if resume_from is not None:
+                _ckpt.restore_training_state(self, _ckpt.load_checkpoint(resume_from, self._device), resume_from)
+                self.ckpt_path = str(resume_from)
+            self._log_hyperparams(module)
+            anomaly = torch.autograd.set_detect_anomaly(True) if self._detect_anomaly else contextlib.nullcontext()
+            with anomaly:
+                self._hooks.call("on_fit_start")
+                self._run_sanity_check()
+                self.state.stage = "train"
+                self._fit_start_time = time.monotonic()
+                loops.run_fit(self)
+                self._hooks.call("on_fit_end")
+
+    def validate(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
+                 ckpt_path: Optional[str] = None, verbose: bool = True,
+                 datamodule: Optional[LightningDataModule] = None) -> list:
+        """Run one validation epoch; returns one dict of metrics per dataloader."""
+        return self._evaluate("validate", model, dataloaders, ckpt_path, verbose, datamodule)
+
+    def test(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
+             ckpt_path: Optional[str] = None, verbose: bool = True,
+             datamodule: Optional[LightningDataModule] = None) -> list:
+        """Run one test epoch; returns one dict of metrics per dataloader."""
+        return self._evaluate("test", model, dataloaders, ckpt_path, verbose, datamodule)
+
+    def predict(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
+                datamodule: Optional[LightningDataModule] = None, return_predictions: Optional[bool] = None,
+                ckpt_path: Optional[str] = None) -> Any:
+        """Run ``predict_step`` over the data; returns its outputs per batch (a list per dataloader if several)."""
+        if isinstance(dataloaders, LightningDataModule):
+            datamodule, dataloaders = dataloaders, None
+        self._return_predictions = True if return_predictions is None else return_predictions
+        with self._run("predict", model, datamodule):
+            module = self.lightning_module
+            loaders = self._resolve_eval_data("predict", dataloaders, module)
+            if not loaders:
+                raise ValueError(_no_data_message("predict", module, self.datamodule))
+            self._load_weights(ckpt_path)
+            self.state.stage = "predict"
+            out = loops.run_evaluation(self, "predict", loaders, self.num_predict_batches)
+        return out if self._return_predictions else None
+
+    def _evaluate(self, stage: str, model: Optional[LightningModule], dataloaders: Any, ckpt_path: Optional[str],
+                  verbose: bool, datamodule: Optional[LightningDataModule]) -> list:
+        if isinstance(dataloaders, LightningDataModule):
+            datamodule, dataloaders = dataloaders, None
+        with self._run(stage, model, datamodule):
+            module = self.lightning_module
+            loaders = self._resolve_eval_data(stage, dataloaders, module)
+            step = "validation_step" if stage == "validate" else "test_step"
+            if not is_overridden(step, module, LightningModule):
+                raise NotImplementedError(f"Trainer.{stage}() needs {type(module).__name__}.{step}(self, batch, "
+                                          "batch_idx); define it.")
+            if not loaders:
+                raise ValueError(_no_data_message(stage, module, self.datamodule))
+            self._load_weights(ckpt_path)
+            self.state.stage = stage
+            limits = self.num_val_batches if stage == "validate" else self.num_test_batches
+            results = loops.run_evaluation(self, stage, loaders, limits)
+        if verbose and self.is_global_zero:
+            _print_results(stage, results)
+        return [to_float(r) for r in results]
+
+    # --- running a stage ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _run(self, fn: str, model: Optional[LightningModule], datamodule: Optional[LightningDataModule]) -> Any:
+        """Attach model and data, call setup, yield, then teardown; on an error call ``on_exception`` first."""
+        if model is None:
+            if self._model is None:
+                raise TypeError(f"Trainer.{fn}() needs a model: pass `trainer.{fn}(model, ...)`.")
+            model = self._model
+        if not isinstance(model, LightningModule):
+            raise TypeError(f"Trainer.{fn}() expects a ember.LightningModule, got {type(model).__name__}. Subclass "
+                            "`ember.LightningModule` (or `pl.LightningModule` after `import ember as pl`).")
+        if fn != "fit" and self.state.fn == "fit" and self.state.status == "running":
+            raise RuntimeError(f"Trainer.{fn}() was called while fit() is running; call it after fit() returns.")
+        self._model = model
+        self.datamodule = datamodule if datamodule is not None else (self.datamodule if fn != "fit" else None)
+        self.state = TrainerState(fn=fn, status="running")
+        self.should_stop = False
+        model.trainer = self
+        if self.datamodule is not None:
+            self.datamodule.trainer = self
+        self._merge_model_callbacks(model)
+        self._hooks = HookRunner(self, model, self.callbacks)
+        stage = {"validate": "validate", "test": "test", "predict": "predict"}.get(fn, "fit")
+        try:
+            if self.datamodule is not None:
+                self.datamodule.prepare_data()
+            model.prepare_data()
+            if self.datamodule is not None:
+                self.datamodule.setup(stage)
+            for cb in self.callbacks:
+                cb.setup(self, model, stage)
+            model.setup(stage)
+            model.configure_model()
+            self._precision.convert_module(model.to(self._device))
+            custom_transfer = any(is_overridden(name, model, LightningModule) for name in (
+                "transfer_batch_to_device", "on_before_batch_transfer", "on_after_batch_transfer"))
+            self._transfer_batch = self._transfer_custom if custom_transfer else self._transfer_default
+            yield
+            self.state.status = "finished"
+        except BaseException as exception:
+            self.state.status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+            for cb in self.callbacks:
+                cb.on_exception(self, model, exception)
+            for lg in self._loggers:
+                lg.finalize("failed")
+            raise
+        finally:
+            for cb in self.callbacks:
+                cb.teardown(self, model, stage)
+            model.teardown(stage)
+            if self.datamodule is not None:
+                self.datamodule.teardown(stage)
+            self._train_results = None
+            model._log_store = None
+        for lg in self._loggers:
+            lg.finalize("success")
+
+    def _merge_model_callbacks(self, model: LightningModule) -> None:
+        extra = model.configure_callbacks()
+        if not extra:
+            return
+        extra = list(extra) if isinstance(extra, (list, tuple)) else [extra]
+        types = {type(cb) for cb in extra}
+        kept = [cb for cb in self.callbacks if type(cb) not in types]
+        self.callbacks = _checkpoints_last(kept + extra)
+
+    def _configure_optimizers(self, module: LightningModule) -> None:
+        module._current_fx = "configure_optimizers"
+        try:
+            out = module.configure_optimizers()
+        finally:
+            module._current_fx = None
+        self.optimizers, self.lr_scheduler_configs = parse_configure_optimizers(out)
+        if module.automatic_optimization and len(self.optimizers) > 1:
+            raise ValueError(
+                f"configure_optimizers returned {len(self.optimizers)} optimizers, but automatic optimization steps "
+                "one. Set `self.automatic_optimization = False` in __init__ and step them yourself in training_step: "
+                "`opt1, opt2 = self.optimizers()`."
+            )
+        if not self.optimizers and module.automatic_optimization:
+            warnings.warn("configure_optimizers returned None: training runs forward and backward but no optimizer "
+                          "step.", stacklevel=2)
+        self._wrapped_optimizers = [LightningOptimizer(o, self) for o in self.optimizers]
+        self._clip_every_step = bool(self.gradient_clip_val) or is_overridden(
+            "configure_gradient_clipping", module, LightningModule)
+        self._has_step_schedulers = any(c.interval == "step" for c in self.lr_scheduler_configs)
+
+    def _run_sanity_check(self) -> None:
+        if not self._val_enabled or self.num_sanity_val_steps == 0:
+            return
+        n = self.num_sanity_val_steps
+        limits = [b if n == -1 else min(b, n) for b in self.num_val_batches]
+        self.num_sanity_val_batches = limits
+        self.sanity_checking = True
+        self.state.stage = "sanity_check"
+        try:
+            for cb in self.callbacks:
+                cb.on_sanity_check_start(self, self.lightning_module)
+            loops.run_evaluation(self, "sanity", self._val_loaders, limits)
+            for cb in self.callbacks:
+                cb.on_sanity_check_end(self, self.lightning_module)
+        finally:
+            self.sanity_checking = False
+
+    # --- data -------------------------------------------------------------------------------------------
+    def _data_source(self, kind: str, explicit: Any, module: LightningModule) -> Any:
+        """Where ``kind`` loaders come from: the argument, else the datamodule, else the module."""
+        if explicit is not None:
+            return lambda: explicit
+        for owner, base in ((self.datamodule, LightningDataModule), (module, LightningModule)):
+            name = f"{kind}_dataloader"
+            if owner is not None and (name in vars(owner) or is_overridden(name, owner, base)):
+                return getattr(owner, name)
+        return None
+
+    def _resolve_train_data(self, explicit: Any, module: LightningModule) -> None:
+        source = self._data_source("train", explicit, module)
+        if source is None:
+            raise ValueError(_no_data_message("fit", module, self.datamodule))
+        self._sources["train"] = source
+        self._set_train_loader(source())
+
+    def _set_train_loader(self, loader: Any) -> None:
+        if isinstance(loader, (list, tuple, dict)):
+            raise TypeError(
+                f"ember trains on one training DataLoader; train_dataloader returned a {type(loader).__name__}. "
+                "Combine data sets with torch.utils.data.ConcatDataset into one DataLoader."
+            )
+        if self.overfit_batches:
+            loader = _without_shuffle(loader)
+        self.train_dataloader = loader
+        self.num_training_batches = _num_batches(loader, self.limit_train_batches, "limit_train_batches")
+        self._val_check_batch = self._compute_val_check_batch()
+
+    def _train_loader_for_epoch(self) -> Any:
+        n = self.reload_dataloaders_every_n_epochs
+        epoch = self._progress.epoch
+        if n and epoch > 0 and epoch % n == 0:
+            self._set_train_loader(self._sources["train"]())
+            if self._sources.get("validate") is not None:
+                self._resolve_eval_data("validate", None, self.lightning_module, reuse=True)
+        loader = self.train_dataloader
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        return loader
+
+    def _resolve_eval_data(self, stage: str, explicit: Any, module: LightningModule, reuse: bool = False) -> list:
+        kind = {"validate": "val", "test": "test", "predict": "predict"}[stage]
+        source = self._sources.get(stage) if reuse else self._data_source(kind, explicit, module)
+        self._sources[stage] = source
+        if stage == "validate" and self.overfit_batches and self.train_dataloader is not None:
+            loaders = [self.train_dataloader]
+        else:
+            raw = source() if source is not None else None
+            loaders = [] if raw is None else list(raw.values()) if isinstance(raw, dict) else \
+                list(raw) if isinstance(raw, (list, tuple)) else [raw]
+        limit = {"validate": self.limit_val_batches, "test": self.limit_test_batches,
+                 "predict": self.limit_predict_batches}[stage]
+        counts = [_num_batches(dl, limit, f"limit_{kind}_batches") for dl in loaders]
+        if stage == "validate":
+            self.val_dataloaders = loaders[0] if len(loaders) == 1 else loaders
+            self._val_loaders, self._val_limits, self.num_val_batches = loaders, counts, counts
+            has_step = is_overridden("validation_step", module, LightningModule)
+            if loaders and not has_step and self.state.fn == "fit":
+                warnings.warn(f"Validation data was given but {type(module).__name__} has no validation_step; "
+                              "validation is skipped. Define validation_step to validate.", stacklevel=3)
+            self._val_enabled = bool(loaders) and has_step and sum(counts) > 0
+        elif stage == "test":
+            self.test_dataloaders = loaders[0] if len(loaders) == 1 else loaders
+            self.num_test_batches = counts
+        else:
+            self.predict_dataloaders = loaders[0] if len(loaders) == 1 else loaders
+            self.num_predict_batches = counts
+        return loaders
+
+    def _compute_val_check_batch(self) -> int:
+        interval = self.val_check_interval
+        if interval is None or (isinstance(interval, float) and interval == 1.0):
+            return 0  # validate at epoch ends only
+        n = self.num_training_batches
+        if isinstance(interval, int):
+            if n != math.inf and interval > n:
+                raise ValueError(f"Trainer(val_check_interval={interval}) is larger than the {n} training batches "
+                                 "of an epoch; use a smaller value or a float fraction of the epoch.")
+            return interval
+        if n == math.inf:
+            raise ValueError("Trainer(val_check_interval=<float>) needs a training DataLoader with a length; pass an "
+                             "int number of batches instead.")
+        return max(1, int(n * interval))
+
+    def _should_validate_this_epoch(self) -> bool:
+        if not self._val_enabled:
+            return False
+        every = self.check_val_every_n_epoch
+        return every is None or (self._progress.epoch + 1) % every == 0
+
+    def _transfer_default(self, batch: Any, dataloader_idx: int) -> Any:
+        if self._device.type != "cpu":
+            batch = move_data_to_device(batch, self._device)
+        return self._precision.convert_input(batch)
+
+    def _transfer_custom(self, batch: Any, dataloader_idx: int) -> Any:
+        module = self.lightning_module
+        batch = module.on_before_batch_transfer(batch, dataloader_idx)
+        batch = module.transfer_batch_to_device(batch, self._device, dataloader_idx)
+        batch = module.on_after_batch_transfer(batch, dataloader_idx)
+        return self._precision.convert_input(batch)
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+    def save_checkpoint(self, filepath: Union[str, os.PathLike], weights_only: bool = False,
+                        storage_options: Any = None) -> None:
+        """Write a checkpoint atomically: a temporary file in the same folder, flushed, then renamed."""
+        if self._model is None:
+            raise RuntimeError("Trainer.save_checkpoint() needs a model: call it during or after trainer.fit().")
+        if self.is_global_zero:
+            _ckpt.atomic_save(_ckpt.dump_checkpoint(self, weights_only), filepath)
+
+    def _resolve_ckpt_path(self, ckpt_path: Optional[str]) -> Optional[str]:
+        if ckpt_path is None:
+            return None
+        if ckpt_path == "best":
+            cb = self.checkpoint_callback
+            if cb is None or not getattr(cb, "best_model_path", ""):
+                raise ValueError('ckpt_path="best" needs a ModelCheckpoint that has saved a checkpoint in this '
+                                 "Trainer; pass a file path instead.")
+            return cb.best_model_path
+        if ckpt_path == "last":
+            found = self._find_last_checkpoint()
+            if found is None:
+                warnings.warn('ckpt_path="last" found no last checkpoint; training starts from scratch.',
+                              stacklevel=3)
+            return found
+        if not os.path.isfile(ckpt_path):
+            raise FileNotFoundError(f"ckpt_path={ckpt_path!r} is not a file. Pass a checkpoint path, 'last' or "
+                                    "'best'.")
+        return ckpt_path
+
+    def _find_last_checkpoint(self) -> Optional[str]:
+        candidates = []
+        for cb in self.checkpoint_callbacks:
+            if getattr(cb, "last_model_path", ""):
+                candidates.append(cb.last_model_path)
+            if getattr(cb, "dirpath", None):
+                candidates += glob.glob(os.path.join(cb.dirpath, "last*.ckpt"))
+        logger = self.logger
+        if logger is not None and getattr(logger, "save_dir", None):  # earlier versions of the same logger
+            candidates += glob.glob(os.path.join(logger.save_dir, str(logger.name), "*", "checkpoints", "last*.ckpt"))
+        candidates += glob.glob(os.path.join(self.default_root_dir, "checkpoints", "last*.ckpt"))
+        candidates = [c for c in candidates if os.path.isfile(c)]
+        return max(candidates, key=os.path.getmtime) if candidates else None
+
+    def _load_weights(self, ckpt_path: Optional[str]) -> None:
+        """validate/test/predict with ``ckpt_path``: load that checkpoint's weights into the model."""
+        path = self._resolve_ckpt_path(ckpt_path)
+        if path is None:
+            return
+        checkpoint = _ckpt.load_checkpoint(path, self._device)
+        self.lightning_module.on_load_checkpoint(checkpoint)
+        self.lightning_module.load_state_dict(checkpoint["state_dict"])
+        self.ckpt_path = str(path)
+
+    # --- optimisation helpers used by the loop and by manual optimisation ------------------------------------
+    def _optimizer_step(self, optimizer: torch.optim.Optimizer, **kwargs: Any) -> Any:
+        self._hooks.call("on_before_optimizer_step", optimizer)
+        out = self._precision.optimizer_step(optimizer, **kwargs)
+        self._progress.optimizer_steps += 1
+        return out
+
+    def _backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        self._hooks.call("on_before_backward", loss)
+        self._precision.backward(loss, self.lightning_module, *args, **kwargs)
+        self._hooks.call("on_after_backward")
+
+    def _clip_gradients(self, optimizer: Any, value: float, algorithm: str) -> None:
+        optimizer = getattr(optimizer, "optimizer", optimizer)
+        self._precision.unscale(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if algorithm == "norm":
+            torch.nn.utils.clip_grad_norm_(params, value)
+        elif algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, value)
+        else:
+            raise ValueError(f"gradient_clip_algorithm={algorithm!r} must be 'norm' or 'value'.")
+
+    # --- metrics -------------------------------------------------------------------------------------------
+    def _store_epoch_values(self, callback: dict, pbar: dict) -> None:
+        self._epoch_metrics.update(callback)
+        self._epoch_pbar.update(pbar)
+        if self._train_results is not None and self._evaluating is None:
+            self._train_results = None  # the epoch is reduced: its step values are no longer "live"
+
+    def _log_metrics(self, values: dict, step: int) -> None:
+        """Send values to every logger: the only place training metrics become Python floats."""
+        self._logged_metrics.update(values)
+        if not values:
+            return
+        metrics = to_float(values)
+        metrics["epoch"] = self.current_epoch
+        for lg in self._loggers:
+            lg.log_metrics(metrics, step)
+
+    def _log_hyperparams(self, module: LightningModule) -> None:
+        if not self._loggers:
+            return
+        params = dict(module.hparams) if getattr(module, "_log_hyperparams", True) else {}
+        if self.datamodule is not None:
+            params.update(self.datamodule.hparams)
+        for lg in self._loggers:
+            lg.log_hyperparams(params)
+            lg.save()
+
+    @property
+    def callback_metrics(self) -> dict:
+        """Every metric's latest value (tensors): epoch values, and step values of the running epoch."""
+        metrics = dict(self._epoch_metrics)
+        if self._train_results is not None:
+            metrics.update(self._train_results.live_callback_values())
+        return metrics
+
+    @property
+    def logged_metrics(self) -> dict:
+        return dict(self._logged_metrics)
+
+    @property
+    def progress_bar_metrics(self) -> dict:
+        metrics = dict(self._epoch_pbar)
+        if self._train_results is not None:
+            metrics.update(self._train_results.step_values(prog_bar_only=True))
+        return metrics
+
+    # --- properties users read -----------------------------------------------------------------------------
+    @property
+    def lightning_module(self) -> LightningModule:
+        return self._model  # type: ignore[return-value]
+
+    @property
+    def model(self) -> Optional[LightningModule]:
+        return self._model
+
+    @property
+    def current_epoch(self) -> int:
+        return self._progress.epoch
+
+    @property
+    def global_step(self) -> int:
+        return self._progress.optimizer_steps
+
+    @property
+    def precision(self) -> str:
+        return self._precision.name
+
+    @property
+    def scaler(self) -> Optional[torch.amp.GradScaler]:
+        return self._precision.scaler
+
+    @property
+    def device_ids(self) -> list:
+        return [self._device.index or 0]
+
+    @property
+    def num_devices(self) -> int:
+        return 1
+
+    @property
+    def root_device(self) -> torch.device:
+        return self._device
+
+    is_global_zero = True
+    global_rank = 0
+    local_rank = 0
+    node_rank = 0
+    world_size = 1
+    num_nodes = 1
+
+    @property
+    def training(self) -> bool:
+        return self.state.stage == "train"
+
+    @property
+    def validating(self) -> bool:
+        return self._evaluating == "validate" or self.state.fn == "validate"
+
+    @property
+    def testing(self) -> bool:
+        return self.state.fn == "test"
+
+    @property
+    def predicting(self) -> bool:
+        return self.state.fn == "predict"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.state.status == "interrupted"
+
+    @property
+    def logger(self) -> Any:
+        return self._loggers[0] if self._loggers else None
+
+    @logger.setter
+    def logger(self, logger: Any) -> None:
+        self._loggers = [] if logger is None else [logger]
+
+    @property
+    def loggers(self) -> list:
+        return list(self._loggers)
+
+    @loggers.setter
+    def loggers(self, loggers: Optional[list]) -> None:
+        self._loggers = list(loggers or [])
+
+    @property
+    def log_dir(self) -> str:
+        logger = self.logger
+        if logger is not None:
+            return logger.log_dir or logger.save_dir or self.default_root_dir
+        return self.default_root_dir
+
+    @property
+    def checkpoint_callbacks(self) -> list:
+        from ember.callbacks.model_checkpoint import ModelCheckpoint
+
+        return [cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)]
+
+    @property
+    def checkpoint_callback(self) -> Any:
+        found = self.checkpoint_callbacks
+        return found[0] if found else None
+
+    @property
+    def early_stopping_callback(self) -> Any:
+        from ember.callbacks.early_stopping import EarlyStopping
+
+        found = [cb for cb in self.callbacks if isinstance(cb, EarlyStopping)]
+        return found[0] if found else None
+
+    @property
+    def progress_bar_callback(self) -> Any:
+        from ember.callbacks.progress import ProgressBar
+
+        found = [cb for cb in self.callbacks if isinstance(cb, ProgressBar)]
+        return found[0] if found else None
+
+    @property
+    def estimated_stepping_batches(self) -> Union[int, float]:
+        """Optimizer steps the whole fit will take (e.g. for OneCycleLR's ``total_steps``)."""
+        if self.max_steps != -1:
+            return self.max_steps
+        if self.train_dataloader is None:
+            raise RuntimeError("estimated_stepping_batches is known once fit() has the training data; read it in "
+                               "configure_optimizers or later.")
+        if self.num_training_batches == math.inf or self.max_epochs == -1:
+            return math.inf
+        per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches)
+        return per_epoch * self.max_epochs
+
+    def _time_is_up(self) -> bool:
+        return self._max_time_s is not None and time.monotonic() - self._fit_start_time >= self._max_time_s
+
+
+# --- construction helpers ------------------------------------------------------------------------------------
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"Trainer({name}={value!r}) must be an int >= {minimum}.")
+
+
+def _check_limit(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
+            isinstance(value, float) and value > 1.0):
+        raise ValueError(f"Trainer({name}={value!r}) must be a float in [0.0, 1.0] (a fraction of the batches) or "
+                         "an int >= 0 (a number of batches).")
+    return value
+
+
+def _num_batches(loader: Any, limit: Union[int, float, None], name: str) -> Union[int, float]:
+    try:
+        length: Union[int, float] = len(loader)
+    except TypeError:
+        length = math.inf
+    if limit is None:
+        return length
+    if isinstance(limit, int):
+        return min(length, limit)
+    if length == math.inf:
+        if limit in (0.0, 1.0):
+            return 0 if limit == 0.0 else math.inf
+        raise ValueError(f"Trainer({name}={limit}) is a fraction, but the DataLoader has no length; pass an int.")
+    n = int(length * limit)
+    if n == 0 and limit > 0:
+        raise ValueError(f"Trainer({name}={limit}) keeps 0 of the {length} batches; use a larger fraction or an int.")
+    return n
+
+
+def _without_shuffle(loader: Any) -> Any:
+    from torch.utils.data import DataLoader, RandomSampler
+
+    if isinstance(loader, DataLoader) and isinstance(loader.sampler, RandomSampler):
+        warnings.warn("overfit_batches: the training DataLoader shuffles; ember uses it without shuffling so that "
+                      "the same batches are seen every epoch.", stacklevel=4)
+        return DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False,
+                          num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                          pin_memory=loader.pin_memory, drop_last=loader.drop_last)
+    return loader
+
+
+def _parse_max_time(value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        return datetime.timedelta(**value).total_seconds()
+    if isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) == 4 and all(p.isdigit() for p in parts):
+            d, h, m, s = map(int, parts)
+            return datetime.timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds()
+    raise ValueError(f"Trainer(max_time={value!r}) must be 'DD:HH:MM:SS', a datetime.timedelta or a dict like "
+                     "{'hours': 1}.")
+
+
+def _build_loggers(logger: Any, root: str, disabled: bool) -> list:
+    if disabled or logger is False:
+        return []
+    if logger is None or logger is True:
+        from ember.loggers.csv_logs import CSVLogger
+
+        return [CSVLogger(save_dir=root)]
+    return list(logger) if isinstance(logger, Iterable) and not hasattr(logger, "log_metrics") else [logger]
+
+
+def _build_callbacks(callbacks: Any, checkpointing: bool, progress_bar: bool, summary: bool) -> list:
+    from ember.callbacks.model_checkpoint import ModelCheckpoint
+    from ember.callbacks.model_summary import ModelSummary
+    from ember.callbacks.progress import ProgressBar, TQDMProgressBar
+
+    given = [] if callbacks is None else [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+    for cb in given:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"Trainer(callbacks=...) got a {type(cb).__name__}; every callback must subclass "
+                            "ember.Callback.")
+    if summary and not any(isinstance(cb, ModelSummary) for cb in given):
+        given.append(ModelSummary())
+    if progress_bar and not any(isinstance(cb, ProgressBar) for cb in given):
+        given.append(TQDMProgressBar())
+    if not progress_bar:
+        given = [cb for cb in given if not isinstance(cb, ProgressBar)]
+    has_checkpoint = any(isinstance(cb, ModelCheckpoint) for cb in given)
+    if checkpointing and not has_checkpoint:
+        given.append(ModelCheckpoint())
+    if not checkpointing and has_checkpoint:
+        raise ValueError("Trainer(enable_checkpointing=False) but a ModelCheckpoint is in callbacks; remove one of "
+                         "the two.")
+    return _checkpoints_last(given)
+
+
+def _checkpoints_last(callbacks: list) -> list:
+    """ModelCheckpoint runs after the other callbacks, so the state it saves includes theirs."""
+    from ember.callbacks.model_checkpoint import ModelCheckpoint
+
+    return [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)] + \
+        [cb for cb in callbacks if isinstance(cb, ModelCheckpoint)]
+
+
+def _check_data_args(fn: str, train: Any, val: Any, datamodule: Any) -> None:
+    if datamodule is not None and (train is not None or val is not None):
+        raise ValueError(f"Trainer.{fn}() got both dataloaders and a datamodule; pass one or the other.")
+    if datamodule is not None and not isinstance(datamodule, LightningDataModule):
+        raise TypeError(f"Trainer.{fn}(datamodule=...) expects a LightningDataModule, got "
+                        f"{type(datamodule).__name__}.")
+
+
+def _no_data_message(stage: str, module: LightningModule, datamodule: Any) -> str:
+    kind = {"fit": "train", "validate": "val", "test": "test", "predict": "predict"}[stage]
+    arg = "train_dataloaders" if stage == "fit" else "dataloaders"
+    where = f"{type(datamodule).__name__}.{kind}_dataloader()" if datamodule is not None else \
+        f"a datamodule with {kind}_dataloader(), or define {type(module).__name__}.{kind}_dataloader()"
+    return (f"Trainer.{stage}() found no {kind} data: pass `{arg}=` (a DataLoader), {where}. "
+            f"For example: trainer.{stage}(model, {arg}=DataLoader(dataset, batch_size=32)).")
+
+
+def _print_results(stage: str, results: list) -> None:
+    rows = [(f"{k}" + (f" (dataloader {i})" if len(results) > 1 else ""), v)
+            for i, r in enumerate(results) for k, v in sorted(to_float(r).items())]
+    if not rows:
+        return
+    title = "Validate metric" if stage == "validate" else "Test metric"
+    width = max(len(title), *(len(k) for k, _ in rows))
+    line = "-" * (width + 24)
+    print(line)
+    print(f"{title:<{width}}    DataLoader value")
+    print(line)
+    for key, value in rows:
+        print(f"{key:<{width}}    {value:.6g}")
+    print(line)
