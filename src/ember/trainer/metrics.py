@@ -219,6 +219,8 @@ class Results:
                 epoch_key = f"{key}_epoch" if e.forked else key
                 callback[key] = value
                 callback[epoch_key] = value
+                if e.forked and e.last is not None:
+                    callback[f"{key}_step"] = e.last
                 if e.logger:
                     logged[epoch_key] = value
                 if e.prog_bar:

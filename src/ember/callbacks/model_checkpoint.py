@@ -1,0 +1,365 @@
+"""ModelCheckpoint: save the model every N epochs, steps or minutes, keeping the best ``save_top_k`` files.
+
+When it saves, at the end of an epoch. ember runs the end of an epoch in this order:
+
+1. epoch-end validation (``on_validation_end``),
+2. ``on_train_epoch_end`` of the other callbacks, then of the LightningModule,
+3. the epoch's logged values are reduced into ``trainer.callback_metrics``,
+4. epoch-interval LR schedulers step,
+5. ``on_train_epoch_end`` of ModelCheckpoint and EarlyStopping, last.
+
+So a checkpoint written at the end of an epoch holds the completed epoch (weights, optimizer,
+schedulers, progress), and resuming from it continues exactly like an uninterrupted run. Validation
+in the middle of an epoch (``val_check_interval``) saves from ``on_validation_end``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+import warnings
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import Tensor
+
+from ember.callbacks.callback import Callback
+
+_MODES = {"min": torch.lt, "max": torch.gt}
+_FIELD = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")  # "{val_loss:.2f}" -> ("val_loss", ":.2f")
+
+
+class ModelCheckpoint(Callback):
+    """Save checkpoints during ``fit`` and keep the best ``save_top_k`` of them by ``monitor``.
+
+    >>> from ember.callbacks import ModelCheckpoint
+    >>> checkpoint = ModelCheckpoint(monitor="val_loss", filename="{epoch}-{val_loss:.2f}", save_top_k=2,
+    ...                              save_last=True)
+    >>> # trainer = ember.Trainer(callbacks=[checkpoint]); trainer.fit(model)
+    >>> # checkpoint.best_model_path -> '.../checkpoints/epoch=3-val_loss=0.12.ckpt'
+
+    ``dirpath`` defaults to ``{logger.save_dir}/{logger.name}/version_{n}/checkpoints`` with a logger,
+    else ``{default_root_dir}/checkpoints``. With ``monitor=None`` and ``save_top_k=1`` only the latest
+    checkpoint is kept. A monitored value that is not finite (NaN) is never ranked, so never becomes best.
+    ``save_last=True`` also writes ``last.ckpt`` at every save point; ``save_last="link"`` is accepted and
+    currently writes a full copy, like True. ``save_on_train_epoch_end=True`` saves only at the end of the
+    training epoch (not after mid-epoch validation); with None or False, the end-of-epoch save happens
+    when validation ran at this epoch's end, or when no validation is configured.
+    """
+
+    CHECKPOINT_JOIN_CHAR = "-"
+    CHECKPOINT_EQUALS_CHAR = "="
+    CHECKPOINT_NAME_LAST = "last"
+    FILE_EXTENSION = ".ckpt"
+    STARTING_VERSION = 1
+
+    def __init__(
+        self,
+        dirpath: Optional[Union[str, os.PathLike]] = None,
+        filename: Optional[str] = None,
+        monitor: Optional[str] = None,
+        verbose: bool = False,
+        save_last: Optional[Union[bool, str]] = None,
+        save_top_k: int = 1,
+        save_weights_only: bool = False,
+        mode: str = "min",
+        auto_insert_metric_name: bool = True,
+        every_n_train_steps: Optional[int] = None,
+        train_time_interval: Optional[timedelta] = None,
+        every_n_epochs: Optional[int] = None,
+        save_on_train_epoch_end: Optional[bool] = None,
+        enable_version_counter: bool = True,
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"ModelCheckpoint(mode={mode!r}) is not valid: use 'min' or 'max'.")
+        if save_top_k < -1:
+            raise ValueError(f"ModelCheckpoint(save_top_k={save_top_k}) is not valid: use -1 to keep every "
+                             "checkpoint, 0 to save none (except last.ckpt), or k > 0 to keep the best k.")
+        if monitor is None and save_top_k not in (-1, 0, 1):
+            raise ValueError(f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None) cannot rank checkpoints "
+                             "without a metric. Pass monitor='<logged metric>', or save_top_k=-1 to keep all.")
+        if save_last not in (None, True, False, "link"):
+            raise ValueError(f"ModelCheckpoint(save_last={save_last!r}) is not valid: use None, True, False or 'link'.")
+        for name, value in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
+            if value is not None and value < 0:
+                raise ValueError(f"ModelCheckpoint({name}={value}) must be >= 0 (0 turns this trigger off).")
+        if train_time_interval is not None and not isinstance(train_time_interval, timedelta):
+            raise TypeError(f"ModelCheckpoint(train_time_interval=...) takes a datetime.timedelta, "
+                            f"got {type(train_time_interval).__name__}.")
+        active = [f"{name}={value}" for name, value in (("every_n_train_steps", every_n_train_steps),
+                                                        ("every_n_epochs", every_n_epochs),
+                                                        ("train_time_interval", train_time_interval))
+                  if value]
+        if len(active) > 1:
+            raise ValueError(f"ModelCheckpoint got {', '.join(active)}; these triggers are exclusive. "
+                             "Pass one of them, or use two ModelCheckpoint callbacks.")
+        if every_n_train_steps is None and every_n_epochs is None and train_time_interval is None:
+            every_n_epochs = 1
+
+        self.dirpath: Optional[str] = os.path.realpath(os.path.expanduser(dirpath)) if dirpath else None
+        self.filename = filename
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_last = save_last
+        self.save_top_k = save_top_k
+        self.save_weights_only = save_weights_only
+        self.mode = mode
+        self.auto_insert_metric_name = auto_insert_metric_name
+        self._every_n_train_steps = every_n_train_steps or 0
+        self._every_n_epochs = every_n_epochs or 0
+        self._train_time_interval = train_time_interval
+        self._save_on_train_epoch_end = save_on_train_epoch_end
+        self._enable_version_counter = enable_version_counter
+
+        self.best_k_models: dict[str, Tensor] = {}
+        self.kth_best_model_path = ""
+        self.kth_value: Tensor = torch.tensor(float("inf") if mode == "min" else float("-inf"))
+        self.best_model_path = ""
+        self.best_model_score: Optional[Tensor] = None
+        self.current_score: Optional[Tensor] = None
+        self.last_model_path = ""
+        self._last_global_step_saved = 0  # nothing to save before the first optimizer step
+        self._last_save_time = time.monotonic()
+        self._validated = False  # validation has run in this fit, so a missing monitor is an error
+        self._warned_missing = False
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode,
+                                        every_n_train_steps=self._every_n_train_steps,
+                                        every_n_epochs=self._every_n_epochs,
+                                        train_time_interval=self._train_time_interval)
+
+    # --- hooks ---------------------------------------------------------------------------------------
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = self._default_dirpath(trainer)
+        if (stage == "fit" and self.save_top_k != 0 and trainer.is_global_zero and os.path.isdir(self.dirpath)
+                and os.listdir(self.dirpath)):
+            warnings.warn(f"Checkpoint directory {self.dirpath} exists and is not empty; new files that would "
+                          "collide get a -v1, -v2... suffix.", UserWarning, stacklevel=2)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._last_save_time = time.monotonic()
+        self._validated = False
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._should_skip(trainer):
+            return
+        step_due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0
+        interval = self._train_time_interval
+        time_due = interval is not None and time.monotonic() - self._last_save_time >= interval.total_seconds()
+        if step_due or time_due:
+            self._save(trainer, top_k=True)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        self._validated = True
+        # the end-of-epoch validation is followed by on_train_epoch_end, which saves
+        if trainer._progress.epoch_done or self._save_on_train_epoch_end is True or self._should_skip(trainer):
+            return
+        self._save(trainer, top_k=self._epoch_due(trainer))
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._should_skip(trainer) or not _acts_at_train_epoch_end(self._save_on_train_epoch_end, trainer):
+            return
+        self._save(trainer, top_k=self._epoch_due(trainer))
+
+    # --- state -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "monitor": self.monitor,
+            "best_model_score": self.best_model_score,
+            "best_model_path": self.best_model_path,
+            "current_score": self.current_score,
+            "dirpath": self.dirpath,
+            "best_k_models": dict(self.best_k_models),
+            "kth_best_model_path": self.kth_best_model_path,
+            "kth_value": self.kth_value,
+            "last_model_path": self.last_model_path,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved_dir = state_dict.get("dirpath", self.dirpath)
+        if saved_dir == self.dirpath:
+            self.best_model_score = state_dict["best_model_score"]
+            self.current_score = state_dict.get("current_score")
+            self.best_k_models = dict(state_dict["best_k_models"])
+            self.kth_best_model_path = state_dict["kth_best_model_path"]
+            self.kth_value = state_dict["kth_value"]
+            self.last_model_path = state_dict["last_model_path"]
+        else:
+            warnings.warn(f"ModelCheckpoint's dirpath changed from {saved_dir!r} to {self.dirpath!r}: only "
+                          "best_model_path is restored; the top-k ranking starts afresh in the new folder.",
+                          UserWarning, stacklevel=2)
+        self.best_model_path = state_dict["best_model_path"]
+
+    # --- file names ----------------------------------------------------------------------------------
+    def format_checkpoint_name(self, metrics: dict, filename: Optional[str] = None, ver: Optional[int] = None) -> str:
+        """The path for ``metrics``: ``"{epoch}-{val_loss:.2f}"`` gives ``dirpath/epoch=3-val_loss=0.12.ckpt``.
+
+        A metric missing from ``metrics`` formats as 0. ``ver`` appends ``-v{ver}``.
+        """
+        template = filename or self.filename or f"{{epoch}}{self.CHECKPOINT_JOIN_CHAR}{{step}}"
+
+        def fill(match: re.Match) -> str:
+            name, spec = match.group(1), (match.group(2) or ":")[1:]
+            value = metrics.get(name, 0)
+            if isinstance(value, Tensor) and value.numel() == 1:
+                value = value.item()
+            text = format(value, spec)
+            return f"{name}{self.CHECKPOINT_EQUALS_CHAR}{text}" if self.auto_insert_metric_name else text
+
+        name = _FIELD.sub(fill, template)
+        if ver is not None:
+            name = f"{name}{self.CHECKPOINT_JOIN_CHAR}v{ver}"
+        name += self.FILE_EXTENSION
+        return os.path.join(self.dirpath, name) if self.dirpath else name
+
+    def _default_dirpath(self, trainer: Any) -> str:
+        logger = trainer.logger if trainer.loggers else None
+        if logger is None:
+            return os.path.join(trainer.default_root_dir, "checkpoints")
+        version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+        return os.path.join(logger.save_dir or trainer.default_root_dir, str(logger.name), version, "checkpoints")
+
+    def _free_path(self, metrics: dict, reusable: str, filename: Optional[str] = None) -> str:
+        """The formatted path, with -v1, -v2... while a file we may not overwrite already has that name."""
+        path = self.format_checkpoint_name(metrics, filename)
+        ver = self.STARTING_VERSION
+        while self._enable_version_counter and path != reusable and os.path.exists(path):
+            path = self.format_checkpoint_name(metrics, filename, ver=ver)
+            ver += 1
+        return path
+
+    # --- saving ------------------------------------------------------------------------------------------
+    def _should_skip(self, trainer: Any) -> bool:
+        return (bool(trainer.fast_dev_run) or trainer.state.fn != "fit" or trainer.sanity_checking
+                or trainer.global_step == self._last_global_step_saved)
+
+    def _epoch_due(self, trainer: Any) -> bool:
+        return self._every_n_epochs > 0 and (trainer.current_epoch + 1) % self._every_n_epochs == 0
+
+    def _save(self, trainer: Any, top_k: bool) -> None:
+        """A save point: the top-k file (if due) and then last.ckpt, from one read of the metrics."""
+        metrics = dict(trainer.callback_metrics)
+        logged = sorted(metrics)
+        metrics["epoch"] = torch.tensor(trainer.current_epoch)
+        metrics["step"] = torch.tensor(trainer.global_step)
+        if top_k and self.save_top_k != 0:
+            if self.monitor is None:
+                self._save_latest(trainer, metrics)
+            else:
+                self._save_ranked(trainer, metrics, logged)
+        if self.save_last:
+            self._save_last(trainer, metrics)
+
+    def _save_latest(self, trainer: Any, metrics: dict) -> None:
+        previous = self.best_model_path
+        self.best_model_path = self._free_path(metrics, reusable=previous)  # set first: it is part of the state
+        self._write(trainer, self.best_model_path)
+        if self.verbose:
+            self._print(trainer, f"saving model to {self.best_model_path!r}")
+        if self.save_top_k == 1 and previous:
+            self._remove(trainer, previous, self.best_model_path)
+
+    def _save_ranked(self, trainer: Any, metrics: dict, logged: list) -> None:
+        value = metrics.get(self.monitor)
+        if value is None:
+            message = _missing_metric_message(f"ModelCheckpoint(monitor={self.monitor!r})", self.monitor, logged,
+                                              trainer)
+            if self._validated or not trainer._val_enabled:
+                raise ValueError(message)
+            if not self._warned_missing:  # it may come from a validation that has not run yet
+                self._warned_missing = True
+                warnings.warn(message + " Skipping the top-k save until it is logged.", UserWarning, stacklevel=2)
+            return
+        current = value.detach().cpu().squeeze()
+        if not torch.isfinite(current):
+            if self.verbose:
+                self._print(trainer, f"{self.monitor!r} is {current.item()}, which is not ranked")
+            return
+        if not self._in_top_k(current):
+            if self.verbose:
+                self._print(trainer, f"{self.monitor!r} was not in top {self.save_top_k}")
+            return
+        k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
+        replaced = ""
+        if len(self.best_k_models) == k:
+            replaced = self.kth_best_model_path
+            del self.best_k_models[replaced]
+        filepath = self._free_path(metrics, reusable=replaced)
+        # update the ranking before writing: it is saved inside the checkpoint
+        self.current_score = current
+        self.best_k_models[filepath] = current
+        if len(self.best_k_models) == k:
+            worst = max if self.mode == "min" else min
+            self.kth_best_model_path = worst(self.best_k_models, key=self.best_k_models.__getitem__)
+            self.kth_value = self.best_k_models[self.kth_best_model_path]
+        best = min if self.mode == "min" else max
+        self.best_model_path = best(self.best_k_models, key=self.best_k_models.__getitem__)
+        self.best_model_score = self.best_k_models[self.best_model_path]
+        if self.verbose:
+            self._print(trainer, f"{self.monitor!r} reached {current.item():0.5f} (best "
+                                 f"{self.best_model_score.item():0.5f}), saving model to {filepath!r} as top {k}")
+        self._write(trainer, filepath)
+        if replaced:
+            self._remove(trainer, replaced, filepath)
+
+    def _in_top_k(self, current: Tensor) -> bool:
+        if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
+            return True
+        return bool(_MODES[self.mode](current, self.best_k_models[self.kth_best_model_path]))
+
+    def _save_last(self, trainer: Any, metrics: dict) -> None:
+        previous = self.last_model_path
+        self.last_model_path = self._free_path(metrics, reusable=previous, filename=self.CHECKPOINT_NAME_LAST)
+        self._write(trainer, self.last_model_path)
+        if previous:
+            self._remove(trainer, previous, self.last_model_path)
+
+    def _write(self, trainer: Any, filepath: str) -> None:
+        trainer.save_checkpoint(filepath, weights_only=self.save_weights_only)
+        self._last_global_step_saved = trainer.global_step
+        self._last_save_time = time.monotonic()
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                after_save = getattr(logger, "after_save_checkpoint", None)
+                if after_save is not None:
+                    after_save(self)
+
+    def _remove(self, trainer: Any, previous: str, current: str) -> None:
+        """Delete ``previous`` (after ``current`` is written) unless it is the same file, the checkpoint this
+        fit resumed from, or a file outside ``dirpath``."""
+        if previous == current or not trainer.is_global_zero:
+            return
+        previous_abs = os.path.abspath(previous)
+        resumed_from = getattr(trainer, "ckpt_path", None)
+        if resumed_from and os.path.abspath(resumed_from) == previous_abs:
+            return
+        if self.dirpath and Path(self.dirpath).absolute() in Path(previous_abs).parents:
+            try:
+                os.remove(previous_abs)
+            except FileNotFoundError:
+                pass  # already gone (e.g. a ranking restored from an older checkpoint)
+
+    def _print(self, trainer: Any, message: str) -> None:
+        if trainer.is_global_zero:
+            print(f"Epoch {trainer.current_epoch}, global step {trainer.global_step}: {message}")
+
+
+def _acts_at_train_epoch_end(flag: Optional[bool], trainer: Any) -> bool:
+    """Whether ModelCheckpoint/EarlyStopping act in ``on_train_epoch_end``: when asked to (``flag`` True), when
+    validation ran at this epoch's end, or when there is no validation to wait for."""
+    return flag is True or trainer._epoch_end_validated or not trainer._val_enabled
+
+
+def _missing_metric_message(owner: str, monitor: str, logged: list, trainer: Any) -> str:
+    """The error for a monitored metric that was not logged: the key, what was logged, and the fix."""
+    found = f"logged metrics are: {', '.join(repr(k) for k in logged)}" if logged else "no metrics were logged"
+    where = "validation_step" if trainer._val_enabled else "training_step"
+    return (f"{owner} found no metric {monitor!r}; {found}. Log it with self.log({monitor!r}, ...) in {where}, "
+            "or fix `monitor`.")

@@ -1,0 +1,204 @@
+"""CSVLogger: metrics in ``metrics.csv`` and hyperparameters in ``hparams.yaml``, readable anywhere."""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, TextIO, Union
+
+from ember.loggers.logger import Logger, params_to_dict
+
+
+class CSVLogger(Logger):
+    """Write ``{save_dir}/{name}/version_{n}/metrics.csv`` and ``hparams.yaml``.
+
+    Each ``log_metrics`` call is one row; the columns are every key seen so far, sorted, with
+    ``step`` among them, and a cell is empty when that row has no value for the column. Rows
+    are buffered and written every ``flush_logs_every_n_steps`` rows and on ``save()``; the
+    file is appended to, and rewritten (atomically) only when a new column appears.
+
+    ``version=None`` takes the next free ``version_{n}`` when first needed; a ``str`` version
+    is used as the folder name. A folder whose ``metrics.csv`` already exists is continued.
+
+    >>> import csv, os, tempfile
+    >>> logger = CSVLogger(tempfile.mkdtemp(), name="demo")
+    >>> logger.log_metrics({"loss": 0.5}, step=0)
+    >>> logger.log_metrics({"loss": 0.25, "acc": 0.9}, step=1)
+    >>> logger.save()
+    >>> with open(os.path.join(logger.log_dir, "metrics.csv")) as f:
+    ...     list(csv.DictReader(f))
+    [{'acc': '', 'loss': '0.5', 'step': '0'}, {'acc': '0.9', 'loss': '0.25', 'step': '1'}]
+    """
+
+    def __init__(self, save_dir: Union[str, os.PathLike], name: Optional[str] = "lightning_logs",
+                 version: Optional[Union[int, str]] = None, prefix: str = "",
+                 flush_logs_every_n_steps: int = 100) -> None:
+        if flush_logs_every_n_steps < 1:
+            raise ValueError(f"CSVLogger(flush_logs_every_n_steps={flush_logs_every_n_steps}): it must be at least "
+                             "1 (write every row).")
+        self._save_dir = os.fspath(save_dir)
+        self._name = name or ""
+        self._version = version
+        self._prefix = prefix
+        self._flush_every = flush_logs_every_n_steps
+        self._experiment: Optional[_CSVWriter] = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> Union[int, str]:
+        """The version, fixed on first access: the next free integer unless one was given."""
+        if self._version is None:
+            self._version = _next_version(self.root_dir)
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        return os.path.join(self._save_dir, self._name) if self._name else self._save_dir
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version
+        return os.path.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+
+    @property
+    def experiment(self) -> _CSVWriter:
+        """The writer that owns the files; creating it creates ``log_dir``."""
+        if self._experiment is None:
+            self._experiment = _CSVWriter(self.log_dir)
+        return self._experiment
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
+        """Buffer one row. Values are numbers (0-d tensors are read with ``.item()``)."""
+        writer = self.experiment
+        if self._prefix:
+            metrics = {f"{self._prefix}-{k}": v for k, v in metrics.items()}
+        writer.log_metrics(metrics, step)
+        if len(writer.metrics) >= self._flush_every:
+            writer.save()
+
+    def log_hyperparams(self, params: Union[Mapping[str, Any], argparse.Namespace, None] = None,
+                        *args: Any, **kwargs: Any) -> None:
+        """Merge ``params`` into ``hparams.yaml`` and write it now."""
+        writer = self.experiment
+        writer.hparams.update(params_to_dict(params))
+        writer.save_hparams()
+
+    def save(self) -> None:
+        self.experiment.save()
+
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:  # a logger that never logged leaves no empty folders behind
+            self.save()
+
+
+class _CSVWriter:
+    """The files of one CSVLogger version: buffered metric rows and the hyperparameters.
+
+    ``metrics`` holds the rows not yet written; ``hparams`` everything logged so far.
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+        self.metrics_file_path = os.path.join(log_dir, "metrics.csv")
+        self.hparams_file_path = os.path.join(log_dir, "hparams.yaml")
+        self.metrics: list[dict[str, Any]] = []
+        self.hparams: dict[str, Any] = {}
+        self._columns = _read_header(self.metrics_file_path)  # None until the file has a header
+        self._rows_logged = 0
+        os.makedirs(log_dir, exist_ok=True)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
+        row = {k: v.item() if hasattr(v, "item") else v for k, v in metrics.items()}
+        row["step"] = self._rows_logged if step is None else step
+        self.metrics.append(row)
+        self._rows_logged += 1
+
+    def save(self) -> None:
+        """Write the buffered rows and ``hparams.yaml``."""
+        self.save_hparams()
+        if not self.metrics:
+            return
+        rows, self.metrics = self.metrics, []
+        keys = {k for row in rows for k in row}
+        if self._columns is not None and keys.issubset(self._columns):
+            with open(self.metrics_file_path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self._columns, restval="").writerows(rows)
+            return
+        # A new column: rewrite the whole file under the new header. The old rows are read back
+        # from disk, so memory stays flat however long the run.
+        columns = sorted(keys.union(self._columns or ()))
+
+        def write(f: TextIO) -> None:
+            writer = csv.DictWriter(f, fieldnames=columns, restval="")
+            writer.writeheader()
+            if self._columns is not None:
+                with open(self.metrics_file_path, newline="") as old:
+                    writer.writerows(csv.DictReader(old))
+            writer.writerows(rows)
+
+        _atomic_write(self.metrics_file_path, write)
+        self._columns = columns
+
+    def save_hparams(self) -> None:
+        import yaml  # only loaded when a CSVLogger writes
+
+        plain = _yaml_plain(self.hparams)
+        _atomic_write(self.hparams_file_path, lambda f: yaml.safe_dump(plain, f, sort_keys=False))
+
+
+def _next_version(root_dir: str) -> int:
+    """One more than the highest ``version_{n}`` folder in ``root_dir``, or 0."""
+    if not os.path.isdir(root_dir):
+        return 0
+    versions = [
+        int(entry[len("version_"):]) for entry in os.listdir(root_dir)
+        if entry.startswith("version_") and entry[len("version_"):].isdigit()
+        and os.path.isdir(os.path.join(root_dir, entry))
+    ]
+    return max(versions) + 1 if versions else 0
+
+
+def _read_header(path: str) -> Optional[list[str]]:
+    if not os.path.isfile(path):
+        return None
+    with open(path, newline="") as f:
+        return next(csv.reader(f), None)
+
+
+def _atomic_write(path: str, write: Callable[[TextIO], Any]) -> None:
+    """Write to a temporary file next to ``path``, then rename it: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.remove(tmp)
+        raise
+
+
+def _yaml_plain(value: Any) -> Any:
+    """Data ``yaml.safe_dump`` accepts: tensors and arrays become lists or numbers, other objects their str()."""
+    if isinstance(value, argparse.Namespace):
+        value = vars(value)
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, (str, int, float, bool)) else str(k): _yaml_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_yaml_plain(v) for v in value]
+    if value is None:
+        return None
+    for plain in (bool, int, float, str):
+        if isinstance(value, plain):
+            return plain(value)  # subclasses such as IntEnum are not safe for yaml.safe_dump
+    if hasattr(value, "tolist"):  # torch tensors, numpy arrays and numpy scalars
+        return _yaml_plain(value.tolist())
+    return str(value)
