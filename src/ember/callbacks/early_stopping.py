@@ -159,6 +159,5 @@ class EarlyStopping(Callback):
     def _log(self, trainer: Any, message: str) -> None:
         if self.log_rank_zero_only and not trainer.is_global_zero:
             return
-        rank = getattr(trainer, "global_rank", 0)
-        prefix = f"[rank: {rank}] " if getattr(trainer, "world_size", 1) > 1 else ""
+        prefix = f"[rank: {trainer.global_rank}] " if trainer.world_size > 1 else ""
         print(prefix + message)

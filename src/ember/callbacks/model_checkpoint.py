@@ -43,6 +43,9 @@ class ModelCheckpoint(Callback):
     ``dirpath`` defaults to ``{logger.save_dir}/{logger.name}/version_{n}/checkpoints`` with a logger,
     else ``{default_root_dir}/checkpoints``. With ``monitor=None`` and ``save_top_k=1`` only the latest
     checkpoint is kept. A monitored value that is not finite (NaN) is never ranked, so never becomes best.
+    A missing ``monitor`` raises ``ValueError``, except before the first validation of the fit (a step-based
+    save may come first), where it warns once and skips. Without ``every_n_train_steps``,
+    ``train_time_interval`` or ``every_n_epochs``, it saves every epoch.
     ``save_last=True`` also writes ``last.ckpt`` at every save point; ``save_last="link"`` is accepted and
     currently writes a full copy, like True. ``save_on_train_epoch_end=True`` saves only at the end of the
     training epoch (not after mid-epoch validation); with None or False, the end-of-epoch save happens
@@ -82,21 +85,20 @@ class ModelCheckpoint(Callback):
                              "without a metric. Pass monitor='<logged metric>', or save_top_k=-1 to keep all.")
         if save_last not in (None, True, False, "link"):
             raise ValueError(f"ModelCheckpoint(save_last={save_last!r}) is not valid: use None, True, False or 'link'.")
-        for name, value in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
-            if value is not None and value < 0:
-                raise ValueError(f"ModelCheckpoint({name}={value}) must be >= 0 (0 turns this trigger off).")
+        triggers = {"every_n_train_steps": every_n_train_steps, "every_n_epochs": every_n_epochs,
+                    "train_time_interval": train_time_interval}
+        for name in ("every_n_train_steps", "every_n_epochs"):
+            if (triggers[name] or 0) < 0:
+                raise ValueError(f"ModelCheckpoint({name}={triggers[name]}) must be >= 0 (0 turns this trigger off).")
         if train_time_interval is not None and not isinstance(train_time_interval, timedelta):
             raise TypeError(f"ModelCheckpoint(train_time_interval=...) takes a datetime.timedelta, "
                             f"got {type(train_time_interval).__name__}.")
-        active = [f"{name}={value}" for name, value in (("every_n_train_steps", every_n_train_steps),
-                                                        ("every_n_epochs", every_n_epochs),
-                                                        ("train_time_interval", train_time_interval))
-                  if value]
+        active = [f"{name}={value}" for name, value in triggers.items() if value]
         if len(active) > 1:
             raise ValueError(f"ModelCheckpoint got {', '.join(active)}; these triggers are exclusive. "
                              "Pass one of them, or use two ModelCheckpoint callbacks.")
-        if every_n_train_steps is None and every_n_epochs is None and train_time_interval is None:
-            every_n_epochs = 1
+        if all(value is None for value in triggers.values()):
+            every_n_epochs = 1  # the default trigger: every epoch
 
         self.dirpath: Optional[str] = os.path.realpath(os.path.expanduser(dirpath)) if dirpath else None
         self.filename = filename
@@ -138,8 +140,9 @@ class ModelCheckpoint(Callback):
             self.dirpath = self._default_dirpath(trainer)
         if (stage == "fit" and self.save_top_k != 0 and trainer.is_global_zero and os.path.isdir(self.dirpath)
                 and os.listdir(self.dirpath)):
-            warnings.warn(f"Checkpoint directory {self.dirpath} exists and is not empty; new files that would "
-                          "collide get a -v1, -v2... suffix.", UserWarning, stacklevel=2)
+            then = "get a -v1, -v2... suffix" if self._enable_version_counter else "are overwritten"
+            warnings.warn(f"Checkpoint directory {self.dirpath} exists and is not empty; new checkpoints named "
+                          f"like existing files {then}.", UserWarning, stacklevel=2)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._last_save_time = time.monotonic()
@@ -170,17 +173,10 @@ class ModelCheckpoint(Callback):
 
     # --- state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {
-            "monitor": self.monitor,
-            "best_model_score": self.best_model_score,
-            "best_model_path": self.best_model_path,
-            "current_score": self.current_score,
-            "dirpath": self.dirpath,
-            "best_k_models": dict(self.best_k_models),
-            "kth_best_model_path": self.kth_best_model_path,
-            "kth_value": self.kth_value,
-            "last_model_path": self.last_model_path,
-        }
+        return {"monitor": self.monitor, "best_model_score": self.best_model_score,
+                "best_model_path": self.best_model_path, "current_score": self.current_score, "dirpath": self.dirpath,
+                "best_k_models": dict(self.best_k_models), "kth_best_model_path": self.kth_best_model_path,
+                "kth_value": self.kth_value, "last_model_path": self.last_model_path}
 
     def load_state_dict(self, state_dict: dict) -> None:
         saved_dir = state_dict.get("dirpath", self.dirpath)
@@ -259,7 +255,8 @@ class ModelCheckpoint(Callback):
 
     def _save_latest(self, trainer: Any, metrics: dict) -> None:
         previous = self.best_model_path
-        self.best_model_path = self._free_path(metrics, reusable=previous)  # set first: it is part of the state
+        # set before writing: it is part of the saved state. With save_top_k=-1 a repeated name gets -v1, -v2...
+        self.best_model_path = self._free_path(metrics, reusable=previous if self.save_top_k == 1 else "")
         self._write(trainer, self.best_model_path)
         if self.verbose:
             self._print(trainer, f"saving model to {self.best_model_path!r}")
@@ -337,7 +334,7 @@ class ModelCheckpoint(Callback):
         if previous == current or not trainer.is_global_zero:
             return
         previous_abs = os.path.abspath(previous)
-        resumed_from = getattr(trainer, "ckpt_path", None)
+        resumed_from = trainer.ckpt_path
         if resumed_from and os.path.abspath(resumed_from) == previous_abs:
             return
         if self.dirpath and Path(self.dirpath).absolute() in Path(previous_abs).parents:

@@ -153,8 +153,8 @@ class TQDMProgressBar(ProgressBar):
             bar.close()
             bar = self.train_progress_bar = self.init_train_tqdm()
         self._train_total = _total(trainer.num_training_batches)
-        bar.reset(total=self._train_total)
         bar.set_description(f"Epoch {trainer.current_epoch}", refresh=False)
+        bar.reset(total=self._train_total)  # redraws
         self._last_postfix = time.monotonic()  # the first read waits one interval, like tqdm's own redraw
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -199,7 +199,7 @@ class TQDMProgressBar(ProgressBar):
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         self.val_progress_bar = _close(self.val_progress_bar)
-        if self.train_progress_bar is not None and not trainer.sanity_checking:
+        if self.train_progress_bar is not None:
             self._show_metrics(self.train_progress_bar, trainer, pl_module)  # the new validation values
 
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
@@ -248,9 +248,9 @@ class TQDMProgressBar(ProgressBar):
     def _reset_eval(self, bar: tqdm, dataloader_idx: int) -> None:
         self._eval_dataloader_idx = dataloader_idx
         several = len(self._eval_totals) > 1
-        bar.reset(total=self._eval_totals[dataloader_idx] if dataloader_idx < len(self._eval_totals) else None)
         bar.set_description(f"{self._eval_description} DataLoader {dataloader_idx}" if several
                             else self._eval_description, refresh=False)
+        bar.reset(total=self._eval_totals[dataloader_idx] if dataloader_idx < len(self._eval_totals) else None)
 
     def _advance_eval(self, bar: Optional[tqdm], batch_idx: int, dataloader_idx: int) -> None:
         if bar is None:

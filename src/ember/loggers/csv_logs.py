@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, TextIO, Union
 
-from ember.loggers.logger import Logger, params_to_dict
+from ember.loggers.logger import Logger, _params_to_dict
 
 
 class CSVLogger(Logger):
@@ -89,7 +89,7 @@ class CSVLogger(Logger):
                         *args: Any, **kwargs: Any) -> None:
         """Merge ``params`` into ``hparams.yaml`` and write it now."""
         writer = self.experiment
-        writer.hparams.update(params_to_dict(params))
+        writer.hparams.update(_params_to_dict(params))
         writer.save_hparams()
 
     def save(self) -> None:

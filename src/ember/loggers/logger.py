@@ -17,7 +17,7 @@ class Logger(ABC):
     ...     def log_metrics(self, metrics, step=None):
     ...         print(step, metrics)
     ...     def log_hyperparams(self, params, *args, **kwargs):
-    ...         print(params_to_dict(params))
+    ...         print(dict(params))
     >>> PrintLogger().log_metrics({"loss": 0.5}, step=3)
     3 {'loss': 0.5}
     """
@@ -74,7 +74,7 @@ class Logger(ABC):
         """Called after ``ModelCheckpoint`` writes a file; loggers that upload checkpoints hook in here."""
 
 
-def params_to_dict(params: Union[Mapping[str, Any], argparse.Namespace, None]) -> dict[str, Any]:
+def _params_to_dict(params: Union[Mapping[str, Any], argparse.Namespace, None]) -> dict[str, Any]:
     """Hyperparameters as a plain ``dict`` (an ``argparse.Namespace`` becomes its ``vars()``)."""
     if params is None:
         return {}

@@ -48,8 +48,7 @@ def run_train_epoch(trainer: Any) -> None:
     hooks = t._hooks
     loader = t._train_loader_for_epoch()
     results = t._train_results = Results("train")
-    module._log_store = results
-    module.train()
+    module._log_store = results  # the module's train/eval modes are the user's: ember does not call .train()
     hooks.call("on_train_epoch_start")
 
     limit = t.num_training_batches
@@ -108,6 +107,7 @@ def finish_train_epoch(trainer: Any, results: Results) -> None:
         t._epoch_end_validated = True
         run_evaluation(t, "validate", t._val_loaders, t._val_limits, epoch_end=True)
     module._log_store = results
+    results.epoch_end_reached = True
     hooks.call_callbacks("on_train_epoch_end", monitoring=False)
     hooks.call_module("on_train_epoch_end")
     callback, logged, pbar = results.epoch_end()

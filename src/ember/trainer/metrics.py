@@ -78,10 +78,11 @@ class _Entry:
             torch.minimum(total, value, out=total)
         self.count += batch_size
 
-    def compute(self) -> Optional[Tensor]:
+    def compute(self, reset: bool = True) -> Optional[Tensor]:
         if self.metric is not None:
             value = self.metric.compute()
-            self.metric.reset()
+            if reset:
+                self.metric.reset()
             return value.detach() if isinstance(value, Tensor) else torch.tensor(float(value))
         if self.total is None:
             return None
@@ -100,6 +101,8 @@ class Results:
         self.dataloader_idx = 0
         self._batch: Any = None
         self._batch_size: Optional[int] = None
+        # set once the epoch's batches are done: readers then see epoch values, as in Lightning
+        self.epoch_end_reached = False
 
     def set_batch(self, batch: Any, dataloader_idx: int = 0) -> None:
         self._batch = batch
@@ -199,7 +202,10 @@ class Results:
         return out
 
     def live_callback_values(self) -> dict:
-        """What callback_metrics shows while the loop runs: step values under 'x' and 'x_step'."""
+        """What callback_metrics shows while the loop runs: step values under 'x' and 'x_step', or
+        the epoch values once the epoch's batches are done."""
+        if self.epoch_end_reached:
+            return self.reduce(reset=False)[0]
         out = {}
         for key, e in self.entries.items():
             if e.on_step and e.last is not None:
@@ -208,12 +214,21 @@ class Results:
                     out[f"{key}_step"] = e.last
         return out
 
+    def live_prog_bar_values(self) -> dict:
+        if self.epoch_end_reached:
+            return self.reduce(reset=False)[2]
+        return self.step_values(prog_bar_only=True)
+
     def epoch_end(self) -> tuple:
-        """Reduce the epoch: returns (callback values, logger values, progress bar values) as tensors."""
+        """Reduce the epoch and reset torchmetrics objects: (callback, logger, progress bar) values."""
+        return self.reduce(reset=True)
+
+    def reduce(self, reset: bool) -> tuple:
+        """The epoch's values: (callback values, logger values, progress bar values) as tensors."""
         callback, logged, pbar = {}, {}, {}
         for key, e in self.entries.items():
             if e.on_epoch:
-                value = e.compute()
+                value = e.compute(reset)
                 if value is None:
                     continue
                 epoch_key = f"{key}_epoch" if e.forked else key
@@ -229,7 +244,7 @@ class Results:
                 callback[key] = e.last
                 if e.prog_bar:
                     pbar[key] = e.last
-                if e.metric is not None:
+                if e.metric is not None and reset:
                     e.metric.reset()
         return callback, logged, pbar
 

@@ -37,6 +37,10 @@ class Progress:
                     "epoch_done"):
             if key in state:
                 setattr(self, key, type(getattr(self, key))(state[key]))
+        if self.epoch_done:  # saved after the epoch finished (its end-of-epoch work included): start the next one
+            self.epoch += 1
+            self.batch_idx = 0
+            self.epoch_done = False
         # restored right before training resumes, so that set-up work in between draws nothing from them
         self.rng_to_restore = state.get("rng")
 

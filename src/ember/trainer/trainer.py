@@ -629,7 +629,7 @@ class Trainer:
     def progress_bar_metrics(self) -> dict:
         metrics = dict(self._epoch_pbar)
         if self._train_results is not None:
-            metrics.update(self._train_results.step_values(prog_bar_only=True))
+            metrics.update(self._train_results.live_prog_bar_values())
         return metrics
 
     # --- properties users read -----------------------------------------------------------------------------
