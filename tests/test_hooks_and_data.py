@@ -26,16 +26,22 @@ MODULE_HOOKS = [
 CALLBACK_HOOKS = MODULE_HOOKS + ["on_sanity_check_start", "on_sanity_check_end"]
 
 
+def _stage(stage) -> str:
+    return str(getattr(stage, "value", stage))  # Lightning passes an str-Enum; its value is the same name
+
+
 def _module_hook(name: str):
-    def hook(self, *args):
-        self.calls.append(f"{name}:{args[0]}" if name in _STAGE_HOOKS else name)
+    def hook(self, *args, **kwargs):
+        args += tuple(kwargs.values())
+        self.calls.append(f"{name}:{_stage(args[0])}" if name in _STAGE_HOOKS else name)
 
     return hook
 
 
 def _callback_hook(name: str):
-    def hook(self, trainer, pl_module, *args):
-        self.calls.append(f"Callback.{name}:{args[0]}" if name in _STAGE_HOOKS else f"Callback.{name}")
+    def hook(self, trainer, pl_module, *args, **kwargs):
+        args += tuple(kwargs.values())
+        self.calls.append(f"Callback.{name}:{_stage(args[0])}" if name in _STAGE_HOOKS else f"Callback.{name}")
 
     return hook
 
@@ -244,10 +250,10 @@ class RecordingDataModule(ember.LightningDataModule):
         self.calls.append("prepare_data")
 
     def setup(self, stage):
-        self.calls.append(f"setup:{stage}")
+        self.calls.append(f"setup:{_stage(stage)}")
 
     def teardown(self, stage):
-        self.calls.append(f"teardown:{stage}")
+        self.calls.append(f"teardown:{_stage(stage)}")
 
     def train_dataloader(self):
         self.calls.append("train_dataloader")
@@ -499,10 +505,38 @@ def test_eval_mode_and_no_grad_in_validation(trainer_kwargs):
     model = Model()
     trainer = ember.Trainer(max_epochs=2, num_sanity_val_steps=1, **trainer_kwargs)
     trainer.fit(model, random_loader(n=8), random_loader(n=8))
-    assert seen == [("val", False, False, False, True), ("train", True, True, True),
-                    ("val", False, False, False, True), ("train", True, True, True),
-                    ("val", False, False, False, True)]
+    # Lightning validates inside fit under torch.no_grad, not inference_mode: tensors made during validation
+    # may be used by training afterwards (see the next test)
+    assert seen == [("val", False, False, False, False), ("train", True, True, True),
+                    ("val", False, False, False, False), ("train", True, True, True),
+                    ("val", False, False, False, False)]
     assert model.training and model.dropout.training  # restored after the last validation
+
+    seen.clear()
+    trainer.validate(model, random_loader(n=8), verbose=False)  # a standalone run uses inference_mode
+    assert seen == [("val", False, False, False, True)]
+    assert model.training
+
+    seen.clear()
+    ember.Trainer(inference_mode=False, **trainer_kwargs).validate(model, random_loader(n=8), verbose=False)
+    assert seen == [("val", False, False, False, False)]
+
+
+def test_tensor_made_in_validation_can_be_used_in_training(trainer_kwargs):
+    class Model(BoringModel):
+        scale = None
+
+        def validation_step(self, batch, batch_idx):
+            self.scale = batch[0].abs().mean()  # e.g. statistics cached for the next epoch
+            return super().validation_step(batch, batch_idx)
+
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            return loss if self.scale is None else loss * self.scale
+
+    trainer = ember.Trainer(max_epochs=2, num_sanity_val_steps=1, **trainer_kwargs)
+    trainer.fit(Model(), random_loader(n=8), random_loader(n=8))
+    assert trainer.global_step == 2
 
 
 def test_submodule_in_eval_mode_stays_in_eval_mode(trainer_kwargs):

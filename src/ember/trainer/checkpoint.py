@@ -91,6 +91,8 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
         "state_dict": module.state_dict(),
         "loops": {"ember": trainer._progress.state_dict()},
     }
+    if trainer._progress.accumulated and not weights_only:  # saved mid accumulation window: keep the partial sum
+        checkpoint["loops"]["ember_accumulated_grads"] = [p.grad for p in module.parameters()]
     if not weights_only:
         checkpoint["callbacks"] = {}
         for cb in trainer.callbacks:
@@ -156,3 +158,7 @@ def restore_training_state(trainer: Any, checkpoint: dict, path: Any) -> None:
                        "PyTorch Lightning checkpoint?). Load the weights with `Model.load_from_checkpoint(path)` "
                        "and start a new fit.")
     trainer._progress.load_state_dict(progress)
+    grads = checkpoint["loops"].get("ember_accumulated_grads")
+    if grads is not None:
+        for param, grad in zip(module.parameters(), grads):
+            param.grad = None if grad is None else grad.to(param.device)

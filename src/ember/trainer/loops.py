@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ember.trainer.metrics import Results
 from ember.trainer.optim import step_schedulers
+from ember.trainer.progress import rng_state, set_rng_state
 
 
 # --- fit -------------------------------------------------------------------------------------------
@@ -20,7 +21,8 @@ def run_fit(trainer: Any) -> None:
     hooks = trainer._hooks
     progress = trainer._progress
     hooks.call("on_train_start")
-    progress.restore_rng()  # a resumed run continues the random streams exactly where the checkpoint left them
+    if progress.batch_idx == 0:
+        progress.restore_rng()  # a resumed run continues the random streams exactly where the checkpoint left them
     while not _fit_done(trainer):
         run_train_epoch(trainer)
     hooks.call("on_train_end")
@@ -32,13 +34,15 @@ def _fit_done(trainer: Any) -> bool:
         return True
     if trainer.max_epochs is not None and trainer.max_epochs != -1 and p.epoch >= trainer.max_epochs:
         return True
-    if trainer._time_is_up():
-        return True
-    if trainer.should_stop:
-        if p.epoch >= (trainer.min_epochs or 0) and p.optimizer_steps >= (trainer.min_steps or 0):
-            return True
-        trainer.should_stop = False  # min_epochs/min_steps not reached yet: keep training, as Lightning does
-    return False
+    return trainer._time_is_up() or _stop_granted(trainer)
+
+
+def _stop_granted(trainer: Any) -> bool:
+    """``should_stop`` takes effect once ``min_epochs`` and ``min_steps`` are reached, as in Lightning."""
+    if not trainer.should_stop:
+        return False
+    p = trainer._progress
+    return p.epoch >= (trainer.min_epochs or 0) and p.optimizer_steps >= (trainer.min_steps or 0)
 
 
 def run_train_epoch(trainer: Any) -> None:
@@ -59,7 +63,7 @@ def run_train_epoch(trainer: Any) -> None:
     val_every = t._val_check_batch if t._should_validate_this_epoch() else 0
     transfer = t._transfer_batch
 
-    batches = _skip(iter(loader), p.batch_idx, t)  # mid-epoch resume starts after the last trained batch
+    batches = _epoch_iterator(loader, p)
     batch_idx = p.batch_idx
     for batch, is_last in _with_is_last(batches, batch_idx, limit):
         batch = transfer(batch, 0)
@@ -77,16 +81,18 @@ def run_train_epoch(trainer: Any) -> None:
             stepped = True
         p.batch_idx = batch_idx + 1
         p.batches_seen += 1
-        hooks.call("on_train_batch_end", outputs, batch, batch_idx)
+        log_step = p.batches_stepped  # loggers see the index of the batch that stepped, as in Lightning
         if stepped:
-            if t._loggers and (p.batches_stepped + 1) % log_every == 0:
-                t._log_metrics(results.step_values(logger_only=True), p.batches_stepped)
             p.batches_stepped += 1
+        hooks.call("on_train_batch_end", outputs, batch, batch_idx)
+        if stepped and t._loggers and (log_step + 1) % log_every == 0:
+            t._log_metrics(results.step_values(logger_only=True), log_step)
         batch_idx += 1
         if val_every and batch_idx % val_every == 0 and not is_last:
             run_evaluation(t, "validate", t._val_loaders, t._val_limits)  # mid-epoch validation
             module._log_store = results
-        if t.should_stop or (t.max_steps != -1 and p.optimizer_steps >= t.max_steps) or t._time_is_up():
+        if (t.should_stop and _stop_granted(t)) or (t.max_steps != -1 and p.optimizer_steps >= t.max_steps) \
+                or t._time_is_up():
             break
     finish_train_epoch(t, results)
 
@@ -205,12 +211,17 @@ def _with_is_last(batches: Iterator, start: int, limit: float) -> Iterator:
     yield current, True
 
 
-def _skip(iterator: Iterator, n: int, trainer: Any) -> Iterator:
-    for _ in range(n):
-        try:
-            next(iterator)
-        except StopIteration:
-            break
+def _epoch_iterator(loader: Any, p: Any) -> Iterator:
+    """The epoch's batches. After a mid-epoch resume: the same order as the interrupted epoch, from the
+    batch after the last one trained, with the random streams as they were when the checkpoint was saved."""
+    if p.batch_idx == 0 or p.epoch_start_rng is None:
+        p.epoch_start_rng = rng_state()  # what the sampler and the workers draw their seeds from
+        return iter(loader)
+    set_rng_state(p.epoch_start_rng)
+    iterator = iter(loader)
+    for _ in range(p.batch_idx):  # fetched and dropped: the sampler's order is replayed exactly
+        next(iterator, None)
+    p.restore_rng()
     return iterator
 
 
@@ -230,7 +241,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     sanity = stage == "sanity"
     multi = len(loaders) > 1
     results = Results("validate" if sanity else stage, num_dataloaders=len(loaders))
-    module._log_store = None if stage == "predict" else results
+    module._log_store = results  # self.log in predict_step raises: there is nowhere to report it
     predictions: list = [[] for _ in loaders]
     step = getattr(module, f"{prefix}_step")
     was_training = {m: m.training for m in module.modules()}

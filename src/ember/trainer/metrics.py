@@ -240,6 +240,8 @@ class Results:
                     logged[epoch_key] = value
                 if e.prog_bar:
                     pbar[epoch_key] = value
+                    if e.forked and e.last is not None:
+                        pbar[f"{key}_step"] = e.last
             elif e.last is not None:  # step-only values stay readable after the epoch
                 callback[key] = e.last
                 if e.prog_bar:

@@ -24,11 +24,14 @@ class Progress:
     batches_stepped: int = 0
     accumulated: int = 0
     epoch_done: bool = False  # the current epoch's training batches have all run
+    epoch_start_rng: Optional[dict] = field(default=None, repr=False)  # the generators when the epoch's data began
     rng_to_restore: Optional[dict] = field(default=None, repr=False)
 
     def state_dict(self) -> dict:
         state = asdict(self)
         state.pop("rng_to_restore")
+        if not self.batch_idx or self.epoch_done:
+            state.pop("epoch_start_rng")
         state["rng"] = rng_state()
         return state
 
@@ -43,6 +46,7 @@ class Progress:
             self.epoch_done = False
         # restored right before training resumes, so that set-up work in between draws nothing from them
         self.rng_to_restore = state.get("rng")
+        self.epoch_start_rng = state.get("epoch_start_rng") if self.batch_idx else None
 
     def restore_rng(self) -> None:
         if self.rng_to_restore:

@@ -380,6 +380,14 @@ class Trainer:
                 "one. Set `self.automatic_optimization = False` in __init__ and step them yourself in training_step: "
                 "`opt1, opt2 = self.optimizers()`."
             )
+        if not module.automatic_optimization and (self.gradient_clip_val or self.accumulate_grad_batches > 1):
+            setting, value = ("gradient_clip_val", self.gradient_clip_val) if self.gradient_clip_val else \
+                ("accumulate_grad_batches", self.accumulate_grad_batches)
+            raise ValueError(
+                f"Trainer({setting}={value}) is not supported with manual optimization ({type(module).__name__} sets "
+                f"automatic_optimization = False). Remove `{setting}` and clip with `self.clip_gradients(opt, ...)` "
+                "or step every N batches yourself in training_step."
+            )
         if not self.optimizers and module.automatic_optimization:
             warnings.warn("configure_optimizers returned None: training runs forward and backward but no optimizer "
                           "step.", stacklevel=2)
@@ -452,12 +460,9 @@ class Trainer:
         kind = {"validate": "val", "test": "test", "predict": "predict"}[stage]
         source = self._sources.get(stage) if reuse else self._data_source(kind, explicit, module)
         self._sources[stage] = source
-        if stage == "validate" and self.overfit_batches and self.train_dataloader is not None:
-            loaders = [self.train_dataloader]
-        else:
-            raw = source() if source is not None else None
-            loaders = [] if raw is None else list(raw.values()) if isinstance(raw, dict) else \
-                list(raw) if isinstance(raw, (list, tuple)) else [raw]
+        raw = source() if source is not None else None
+        loaders = [] if raw is None else list(raw.values()) if isinstance(raw, dict) else \
+            list(raw) if isinstance(raw, (list, tuple)) else [raw]
         limit = {"validate": self.limit_val_batches, "test": self.limit_test_batches,
                  "predict": self.limit_predict_batches}[stage]
         counts = [_num_batches(dl, limit, f"limit_{kind}_batches") for dl in loaders]
