@@ -370,7 +370,6 @@ def test_metrics_stay_tensors_and_no_item_per_step(monkeypatch, trainer_kwargs):
     monkeypatch.undo()
     assert trainer.global_step == epochs * batches
     assert calls["n"] < epochs * 5, f"{calls['n']} .item() calls for {epochs * batches} steps"
-    print("ITEMCALLS", calls["n"])
     metrics = trainer.callback_metrics
     assert set(metrics) == {"both", "both_step", "both_epoch", "count", "val_loss", "train_loss"}
     assert all(isinstance(v, torch.Tensor) and v.shape == () for v in metrics.values())

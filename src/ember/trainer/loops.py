@@ -246,7 +246,8 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     step = getattr(module, f"{prefix}_step")
     was_training = {m: m.training for m in module.modules()}
     module.eval()
-    no_grad = torch.inference_mode() if t._inference_mode else torch.no_grad()
+    # inside fit, as in Lightning, no_grad: tensors made while validating may be used by training later
+    no_grad = torch.inference_mode() if t._inference_mode and t.state.fn != "fit" else torch.no_grad()
     t._evaluating = stage
     try:
         with no_grad:
