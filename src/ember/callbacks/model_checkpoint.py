@@ -149,6 +149,8 @@ class ModelCheckpoint(Callback):
         self._validated = False
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self._every_n_train_steps and self._train_time_interval is None:
+            return  # the common case, on every step: nothing to decide
         if self._should_skip(trainer):
             return
         step_due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0
