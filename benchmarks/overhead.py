@@ -75,7 +75,7 @@ def with_trainer(loader: DataLoader, epochs: int, bare: bool) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=16 * 500)
+    parser.add_argument("--samples", type=int, default=16 * 2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--bare", action="store_true", help="turn off progress bar, summary, logger, checkpoints")

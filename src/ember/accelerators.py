@@ -90,6 +90,8 @@ class Precision:
             torch.amp.GradScaler(device.type) if name == "16-mixed" else None
         )
         self._unscaled: set = set()  # ids of optimizers whose grads were unscaled since their last step
+        # full precision needs none of the calls below: the training step then skips them altogether
+        self.plain = self.autocast_dtype is None and self.param_dtype is None and self.scaler is None
 
     def forward_context(self) -> Any:
         """The context every ``*_step`` runs in: autocast for mixed precision, else nothing."""

@@ -5,7 +5,8 @@ costs a dict lookup and nothing else.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Any
 
 from ember._utils import is_overridden
 from ember.callbacks.callback import Callback, _is_monitoring
@@ -18,9 +19,15 @@ class HookRunner:
         self.module = module
         self.callbacks = callbacks
         self._table: dict = {}
+        # the hook running now decides self.log's defaults; written to the instance dict directly because
+        # nn.Module.__setattr__ costs a microsecond per assignment
+        self._state = module.__dict__
+
+    def has(self, name: str) -> bool:
+        return bool(self._targets(name))
 
     def _targets(self, name: str, monitoring: Any = None) -> tuple:
-        key = (name, monitoring)
+        key = name if monitoring is None else (name, monitoring)
         fns = self._table.get(key)
         if fns is None:
             fns = []
@@ -28,7 +35,7 @@ class HookRunner:
                 if monitoring is not None and _is_monitoring(cb) != monitoring:
                     continue
                 if is_overridden(name, cb, Callback):
-                    fns.append(_bind_callback(getattr(cb, name), self.trainer, self.module))
+                    fns.append(functools.partial(getattr(cb, name), self.trainer, self.module))
             if monitoring is None and is_overridden(name, self.module, LightningModule):
                 fns.append(getattr(self.module, name))
             fns = tuple(fns)
@@ -37,48 +44,40 @@ class HookRunner:
 
     def call(self, name: str, *args: Any) -> Any:
         """Run ``name`` on every callback that overrides it, then on the module; returns the module's result."""
-        fns = self._table.get((name, None))
+        fns = self._table.get(name)
         if fns is None:
             fns = self._targets(name)
         if not fns:
             return None
-        module = self.module
-        previous, module._current_fx = module._current_fx, name  # decides self.log's defaults
+        state = self._state
+        previous, state["_current_fx"] = state["_current_fx"], name
         try:
             result = None
             for fn in fns:
                 result = fn(*args)
             return result
         finally:
-            module._current_fx = previous
+            state["_current_fx"] = previous
 
     def call_callbacks(self, name: str, *args: Any, monitoring: bool) -> None:
         """Run ``name`` on the monitoring callbacks (ModelCheckpoint, EarlyStopping) or on the others."""
         fns = self._targets(name, monitoring)
         if not fns:
             return
-        module = self.module
-        previous, module._current_fx = module._current_fx, name
+        state = self._state
+        previous, state["_current_fx"] = state["_current_fx"], name
         try:
             for fn in fns:
                 fn(*args)
         finally:
-            module._current_fx = previous
+            state["_current_fx"] = previous
 
     def call_module(self, name: str, *args: Any) -> Any:
         if not is_overridden(name, self.module, LightningModule):
             return None
-        module = self.module
-        previous, module._current_fx = module._current_fx, name
+        state = self._state
+        previous, state["_current_fx"] = state["_current_fx"], name
         try:
-            return getattr(module, name)(*args)
+            return getattr(self.module, name)(*args)
         finally:
-            module._current_fx = previous
-
-
-def _bind_callback(fn: Callable, trainer: Any, module: Any) -> Callable:
-    def hook(*args: Any) -> Any:
-        return fn(trainer, module, *args)
-
-    hook.__name__ = getattr(fn, "__qualname__", "hook")
-    return hook
+            state["_current_fx"] = previous

@@ -62,11 +62,13 @@ def run_train_epoch(trainer: Any) -> None:
     log_every = t.log_every_n_steps
     val_every = t._val_check_batch if t._should_validate_this_epoch() else 0
     transfer = t._transfer_batch
+    wants_outputs = hooks.has("on_train_batch_end")
 
     batches = _epoch_iterator(loader, p)
     batch_idx = p.batch_idx
     for batch, is_last in _with_is_last(batches, batch_idx, limit):
-        batch = transfer(batch, 0)
+        if transfer is not None:
+            batch = transfer(batch, 0)
         results.set_batch(batch)
         if hooks.call("on_train_batch_start", batch, batch_idx) == -1:
             break  # the module asked to skip the rest of the epoch
@@ -74,8 +76,10 @@ def run_train_epoch(trainer: Any) -> None:
             should_step = p.accumulated + 1 >= accumulate or is_last
             outputs = training_step_automatic(t, module, optimizer, batch, batch_idx, accumulate, should_step)
             stepped = should_step and outputs is not None
+            if outputs is not None and wants_outputs:
+                outputs = _batch_end_outputs(outputs)
         else:
-            module._current_fx = "training_step"
+            module.__dict__["_current_fx"] = "training_step"
             with t._precision.forward_context():
                 outputs = module.training_step(batch, batch_idx)
             stepped = True
@@ -130,41 +134,61 @@ def finish_train_epoch(trainer: Any, results: Results) -> None:
 
 
 def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, batch_idx: int, accumulate: int,
-                            should_step: bool) -> Optional[dict]:
+                            should_step: bool) -> Any:
     """training_step, zero_grad at the start of an accumulation window, backward, and every
-    ``accumulate`` batches (and at the epoch's end): unscale, clip, optimizer step, step schedulers."""
+    ``accumulate`` batches (and at the epoch's end): unscale, clip, optimizer step, step schedulers.
+
+    Returns the step's output for ``on_train_batch_end``, or None when the user skipped the batch.
+    """
     p = t._progress
     hooks = t._hooks
-    module._current_fx = "training_step"
-    with t._precision.forward_context():
+    precision = t._precision
+    plain = precision.plain  # 32-bit: no autocast, no scaler, so no calls into Precision at all
+    module.__dict__["_current_fx"] = "training_step"  # nn.Module.__setattr__ would cost a microsecond
+    if plain:
         output = module.training_step(batch, batch_idx)
-    loss = _loss_from(output, t)
+    else:
+        with precision.forward_context():
+            output = module.training_step(batch, batch_idx)
+    loss = _loss_from(output)
     if loss is None:
-        return None  # the user skipped this batch: no backward, no step
+        return None  # no backward, no step
     if p.accumulated == 0 and optimizer is not None:
         hooks.call("on_before_zero_grad", optimizer)
         module.optimizer_zero_grad(p.epoch, batch_idx, optimizer)
     if accumulate > 1:
         loss = loss / accumulate  # so that N accumulated batches give the gradient of their mean
     hooks.call("on_before_backward", loss)
-    t._precision.backward(loss, module)
+    if plain:
+        module.backward(loss)
+    else:
+        precision.backward(loss, module)
     hooks.call("on_after_backward")
     p.accumulated += 1
     if should_step:
         p.accumulated = 0
         if optimizer is not None:
-            t._precision.unscale(optimizer)  # clipping must see true gradient sizes
+            if not plain:
+                precision.unscale(optimizer)  # clipping must see true gradient sizes
             hooks.call("on_before_optimizer_step", optimizer)
             if t._clip_every_step:
                 module.configure_gradient_clipping(optimizer, t.gradient_clip_val, t.gradient_clip_algorithm)
-            t._precision.optimizer_step(optimizer)
+            if plain:
+                optimizer.step()
+            else:
+                precision.optimizer_step(optimizer)
             p.optimizer_steps += 1
             if t._has_step_schedulers:
                 step_schedulers(t, "step")
+    return output
+
+
+def _batch_end_outputs(output: Any) -> Any:
+    """What on_train_batch_end receives: Lightning's dict with the loss detached."""
     return output if isinstance(output, dict) else {"loss": output.detach()}
 
 
-def _loss_from(output: Any, trainer: Any) -> Optional[Tensor]:
+def _loss_from(output: Any) -> Optional[Tensor]:
     if isinstance(output, Tensor):
         loss = output
     elif isinstance(output, dict):
@@ -259,10 +283,11 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
                 for batch_idx, batch in enumerate(loader):
                     if batch_idx >= limit:
                         break
-                    batch = t._transfer_batch(batch, dl_idx)
+                    if t._transfer_batch is not None:
+                        batch = t._transfer_batch(batch, dl_idx)
                     results.set_batch(batch, dl_idx)
                     hooks.call(f"on_{prefix}_batch_start", batch, batch_idx, *extra)
-                    module._current_fx = f"{prefix}_step"
+                    module.__dict__["_current_fx"] = f"{prefix}_step"
                     with t._precision.forward_context():
                         output = step(batch, batch_idx, *extra)
                     if stage == "predict" and t._return_predictions:

@@ -38,7 +38,7 @@ class _Entry:
     """One logged name in one loop."""
 
     __slots__ = ("name", "prog_bar", "logger", "on_step", "on_epoch", "reduce", "last", "total", "count",
-                 "metric", "sync_dist", "dataloader_idx")
+                 "metric", "sync_dist", "dataloader_idx", "fx")
 
     def __init__(self, name: str, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool, reduce: str,
                  sync_dist: bool, dataloader_idx: Optional[int]) -> None:
@@ -54,6 +54,7 @@ class _Entry:
         self.total: Optional[Tensor] = None
         self.count = 0
         self.metric: Any = None
+        self.fx: Optional[str] = None
 
     @property
     def forked(self) -> bool:
@@ -118,6 +119,17 @@ class Results:
     def log(self, fx: Optional[str], name: str, value: Any, prog_bar: bool, logger: Optional[bool],
             on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, enable_graph: bool,
             sync_dist: bool, add_dataloader_idx: bool, batch_size: Optional[int]) -> None:
+        entry = self.entries.get(name)
+        if entry is not None and entry.fx == fx and value.__class__ is Tensor and value.ndim == 0 \
+                and entry.metric is None and self.num_dataloaders == 1:
+            # the same name logged again from the same hook: the per-step path, kept short. A step-only
+            # value is detached when read, not here: most steps nobody reads it
+            if entry.on_epoch and value.requires_grad and not enable_graph:
+                value = value.detach()
+            if entry.on_epoch and entry.reduce == "mean" and batch_size is None:
+                batch_size = self._current_batch_size()
+            entry.update(value, batch_size or 1)
+            return
         in_loop = fx in ("validation_step", "test_step", "on_validation_batch_start", "on_validation_batch_end",
                          "on_test_batch_start", "on_test_batch_end")
         key = name
@@ -127,6 +139,7 @@ class Results:
         if entry is None:
             entry = self._new_entry(fx, key, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist,
                                     self.dataloader_idx if in_loop else None)
+            entry.fx = fx
         metric_type = _torchmetrics_metric_type()
         if isinstance(value, Tensor):
             if value.numel() != 1:
@@ -198,7 +211,7 @@ class Results:
         for key, e in self.entries.items():
             if not e.on_step or e.last is None or (logger_only and not e.logger) or (prog_bar_only and not e.prog_bar):
                 continue
-            out[f"{key}_step" if e.forked else key] = e.last
+            out[f"{key}_step" if e.forked else key] = _detached(e.last)
         return out
 
     def live_callback_values(self) -> dict:
@@ -209,9 +222,9 @@ class Results:
         out = {}
         for key, e in self.entries.items():
             if e.on_step and e.last is not None:
-                out[key] = e.last
+                out[key] = last = _detached(e.last)
                 if e.forked:
-                    out[f"{key}_step"] = e.last
+                    out[f"{key}_step"] = last
         return out
 
     def live_prog_bar_values(self) -> dict:
@@ -235,17 +248,17 @@ class Results:
                 callback[key] = value
                 callback[epoch_key] = value
                 if e.forked and e.last is not None:
-                    callback[f"{key}_step"] = e.last
+                    callback[f"{key}_step"] = _detached(e.last)
                 if e.logger:
                     logged[epoch_key] = value
                 if e.prog_bar:
                     pbar[epoch_key] = value
                     if e.forked and e.last is not None:
-                        pbar[f"{key}_step"] = e.last
+                        pbar[f"{key}_step"] = _detached(e.last)
             elif e.last is not None:  # step-only values stay readable after the epoch
-                callback[key] = e.last
+                callback[key] = _detached(e.last)
                 if e.prog_bar:
-                    pbar[key] = e.last
+                    pbar[key] = callback[key]
                 if e.metric is not None and reset:
                     e.metric.reset()
         return callback, logged, pbar
@@ -260,6 +273,10 @@ class Results:
             for i in targets:
                 per_loader[i][key] = value
         return per_loader
+
+
+def _detached(value: Tensor) -> Tensor:
+    return value.detach() if value.requires_grad else value
 
 
 def to_float(values: dict) -> dict:

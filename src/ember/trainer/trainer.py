@@ -224,6 +224,7 @@ class Trainer:
         self.ckpt_path: Optional[str] = None
         self._clip_every_step = False
         self._has_step_schedulers = False
+        self._transfer_batch: Any = None
 
     # --- the four entry points ------------------------------------------------------------------------
     def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
@@ -337,7 +338,8 @@ class Trainer:
             self._precision.convert_module(model.to(self._device))
             custom_transfer = any(is_overridden(name, model, LightningModule) for name in (
                 "transfer_batch_to_device", "on_before_batch_transfer", "on_after_batch_transfer"))
-            self._transfer_batch = self._transfer_custom if custom_transfer else self._transfer_default
+            self._transfer_batch = self._transfer_custom if custom_transfer else \
+                None if self._device.type == "cpu" and self._precision.param_dtype is None else self._transfer_default
             yield
             self.state.status = "finished"
         except BaseException as exception:
@@ -368,11 +370,11 @@ class Trainer:
         self.callbacks = _checkpoints_last(kept + extra)
 
     def _configure_optimizers(self, module: LightningModule) -> None:
-        module._current_fx = "configure_optimizers"
+        module.__dict__["_current_fx"] = "configure_optimizers"
         try:
             out = module.configure_optimizers()
         finally:
-            module._current_fx = None
+            module.__dict__["_current_fx"] = None
         self.optimizers, self.lr_scheduler_configs = parse_configure_optimizers(out)
         if module.automatic_optimization and len(self.optimizers) > 1:
             raise ValueError(
@@ -504,6 +506,8 @@ class Trainer:
         return every is None or (self._progress.epoch + 1) % every == 0
 
     def _transfer_default(self, batch: Any, dataloader_idx: int) -> Any:
+        """Move the batch to the device and convert floats for '*-true' precisions (None: nothing to do on
+        the CPU in full precision, so the loop skips the call)."""
         if self._device.type != "cpu":
             batch = move_data_to_device(batch, self._device)
         return self._precision.convert_input(batch)
