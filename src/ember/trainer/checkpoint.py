@@ -91,6 +91,9 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
         "state_dict": module.state_dict(),
         "loops": {"ember": trainer._progress.state_dict()},
     }
+    results = trainer._train_results
+    if results is not None and not trainer._progress.epoch_done and not weights_only:
+        checkpoint["loops"]["ember_train_metrics"] = results.state_dict()  # mid-epoch: the epoch means so far
     if trainer._progress.accumulated and not weights_only:  # saved mid accumulation window: keep the partial sum
         checkpoint["loops"]["ember_accumulated_grads"] = [p.grad for p in module.parameters()]
     if not weights_only:
@@ -158,6 +161,8 @@ def restore_training_state(trainer: Any, checkpoint: dict, path: Any) -> None:
                        "PyTorch Lightning checkpoint?). Load the weights with `Model.load_from_checkpoint(path)` "
                        "and start a new fit.")
     trainer._progress.load_state_dict(progress)
+    if trainer._progress.batch_idx:
+        trainer._resumed_train_metrics = checkpoint["loops"].get("ember_train_metrics")
     grads = checkpoint["loops"].get("ember_accumulated_grads")
     if grads is not None:
         for param, grad in zip(module.parameters(), grads):

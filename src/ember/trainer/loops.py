@@ -13,6 +13,7 @@ from torch import Tensor
 from ember.trainer.metrics import Results
 from ember.trainer.optim import step_schedulers
 from ember.trainer.progress import rng_state, set_rng_state
+from ember.trainer.signals import stop_for_signal
 
 
 # --- fit -------------------------------------------------------------------------------------------
@@ -25,6 +26,8 @@ def run_fit(trainer: Any) -> None:
         progress.restore_rng()  # a resumed run continues the random streams exactly where the checkpoint left them
     while not _fit_done(trainer):
         run_train_epoch(trainer)
+        if trainer._signals.received is not None:
+            stop_for_signal(trainer)  # SIGTERM/SIGUSR1/SIGINT: last.ckpt, then leave fit
     hooks.call("on_train_end")
 
 
@@ -63,9 +66,14 @@ def run_train_epoch(trainer: Any) -> None:
     val_every = t._val_check_batch if t._should_validate_this_epoch() else 0
     transfer = t._transfer_batch
     wants_outputs = hooks.has("on_train_batch_end")
+    signals = t._signals
+    is_last = False
 
     batches = _epoch_iterator(loader, p)
     batch_idx = p.batch_idx
+    if t._resumed_train_metrics is not None:  # resumed mid-epoch: the epoch's metric sums so far
+        results.load_state_dict(t._resumed_train_metrics)
+        t._resumed_train_metrics = None
     for batch, is_last in _with_is_last(batches, batch_idx, limit):
         if transfer is not None:
             batch = transfer(batch, 0)
@@ -96,8 +104,10 @@ def run_train_epoch(trainer: Any) -> None:
             run_evaluation(t, "validate", t._val_loaders, t._val_limits)  # mid-epoch validation
             module._log_store = results
         if (t.should_stop and _stop_granted(t)) or (t.max_steps != -1 and p.optimizer_steps >= t.max_steps) \
-                or t._time_is_up():
+                or t._time_is_up() or signals.received is not None:
             break
+    if signals.received is not None and not is_last:
+        return  # preempted mid-epoch: the checkpoint keeps this position, the epoch is not finished
     finish_train_epoch(t, results)
 
 

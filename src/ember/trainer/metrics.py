@@ -204,6 +204,19 @@ class Results:
         self.entries[key] = entry
         return entry
 
+    def state_dict(self) -> dict:
+        """The epoch's accumulators so far (torchmetrics objects keep their own state)."""
+        return {key: {"fx": e.fx, "prog_bar": e.prog_bar, "logger": e.logger, "on_step": e.on_step,
+                      "on_epoch": e.on_epoch, "reduce": e.reduce, "total": e.total, "count": e.count,
+                      "last": None if e.last is None else _detached(e.last)}
+                for key, e in self.entries.items() if e.metric is None and e.dataloader_idx is None}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, s in state.items():
+            entry = _Entry(key, s["prog_bar"], s["logger"], s["on_step"], s["on_epoch"], s["reduce"], False, None)
+            entry.fx, entry.total, entry.count, entry.last = s["fx"], s["total"], s["count"], s["last"]
+            self.entries[key] = entry
+
     # --- reading values -----------------------------------------------------------------------------------
     def step_values(self, logger_only: bool = False, prog_bar_only: bool = False) -> dict:
         """The latest per-step values, under their logged names ('x' or 'x_step')."""

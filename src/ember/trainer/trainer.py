@@ -28,6 +28,7 @@ from ember.trainer.hooks import HookRunner
 from ember.trainer.metrics import Results, to_float
 from ember.trainer.optim import LightningOptimizer, parse_configure_optimizers
 from ember.trainer.progress import Progress
+from ember.trainer.signals import SignalCatcher
 
 
 @dataclass
@@ -225,6 +226,8 @@ class Trainer:
         self._clip_every_step = False
         self._has_step_schedulers = False
         self._transfer_batch: Any = None
+        self._signals = SignalCatcher()
+        self._resumed_train_metrics: Optional[dict] = None
 
     # --- the four entry points ------------------------------------------------------------------------
     def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
@@ -244,7 +247,7 @@ class Trainer:
                 self.ckpt_path = str(resume_from)
             self._log_hyperparams(module)
             anomaly = torch.autograd.set_detect_anomaly(True) if self._detect_anomaly else contextlib.nullcontext()
-            with anomaly:
+            with anomaly, self._signals.installed():
                 self._hooks.call("on_fit_start")
                 self._run_sanity_check()
                 self.state.stage = "train"
@@ -343,7 +346,8 @@ class Trainer:
             yield
             self.state.status = "finished"
         except BaseException as exception:
-            self.state.status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+            if self.state.status != "interrupted":  # preemption (signals.py) has already said so
+                self.state.status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
             for cb in self.callbacks:
                 cb.on_exception(self, model, exception)
             for lg in self._loggers:
