@@ -555,3 +555,44 @@ def test_current_epoch_after_fit_equals_max_epochs(trainer_kwargs, epochs):
     trainer.fit(model, random_loader())
     assert trainer.current_epoch == epochs
     assert model.batches == 8 * epochs
+
+
+# --- non-finite losses -------------------------------------------------------------------------------------
+class NanAtStep(BoringModel):
+    def __init__(self, bad_batches):
+        super().__init__()
+        self.bad_batches = set(bad_batches)
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if (self.current_epoch, batch_idx) in self.bad_batches else loss
+
+
+def test_nonfinite_loss_stops_at_the_step_with_its_position(trainer_kwargs):
+    trainer = ember.Trainer(max_epochs=2, **trainer_kwargs)
+    model = NanAtStep({(1, 2)})
+    with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) at epoch 1, batch 2, global step 10.*"
+                                                 r"detect_anomaly=True.*on_nonfinite_loss='skip'"):
+        trainer.fit(model, random_loader())
+    assert trainer.global_step == 10  # nothing stepped with the NaN
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_nonfinite_loss_can_be_skipped(trainer_kwargs):
+    trainer = ember.Trainer(max_epochs=1, on_nonfinite_loss="skip", **trainer_kwargs)
+    model = NanAtStep({(0, 1), (0, 5)})
+    with pytest.warns(UserWarning, match="batch 1.*skipped"):
+        trainer.fit(model, random_loader())
+    assert trainer.global_step == 6  # 8 batches, 2 skipped
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_detect_anomaly_names_the_operation(trainer_kwargs):
+    trainer = ember.Trainer(max_epochs=1, detect_anomaly=True, **trainer_kwargs)
+    with pytest.raises(RuntimeError, match="MulBackward0.*returned nan"), pytest.warns(UserWarning):
+        trainer.fit(NanAtStep({(0, 0)}), random_loader())
+
+
+def test_on_nonfinite_loss_is_validated():
+    with pytest.raises(ValueError, match="on_nonfinite_loss='stop'.*'raise', 'skip' or 'ignore'"):
+        ember.Trainer(on_nonfinite_loss="stop")

@@ -4,6 +4,7 @@ evaluation/prediction loop. Read top to bottom; features live in callbacks and s
 from __future__ import annotations
 
 import math
+import warnings
 
 from typing import Any, Iterator, Optional
 
@@ -97,8 +98,13 @@ def run_train_epoch(trainer: Any) -> None:
         if stepped:
             p.batches_stepped += 1
         hooks.call("on_train_batch_end", outputs, batch, batch_idx)
-        if stepped and t._loggers and (log_step + 1) % log_every == 0:
-            t._log_metrics(results.step_values(logger_only=True), log_step)
+        if stepped and (log_step + 1) % log_every == 0:
+            if t._loggers:
+                t._log_metrics(results.step_values(logger_only=True), log_step)
+            if t._check_finite_when_logging and outputs is not None:  # a GPU syncs here, not on every step
+                loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+                if isinstance(loss, Tensor) and not math.isfinite(loss.item()):
+                    _nonfinite_loss(t, loss, batch_idx)
         batch_idx += 1
         if val_every and batch_idx % val_every == 0 and not is_last:
             run_evaluation(t, "validate", t._val_loaders, t._val_limits)  # mid-epoch validation
@@ -163,6 +169,9 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
     loss = _loss_from(output)
     if loss is None:
         return None  # no backward, no step
+    if t._check_finite_every_step and not math.isfinite(loss.item()):  # .item(): no device sync on the CPU
+        if _nonfinite_loss(t, loss, batch_idx) == "skip":
+            return None
     if p.accumulated == 0 and optimizer is not None:
         hooks.call("on_before_zero_grad", optimizer)
         module.optimizer_zero_grad(p.epoch, batch_idx, optimizer)
@@ -191,6 +200,21 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
             if t._has_step_schedulers:
                 step_schedulers(t, "step")
     return output
+
+
+def _nonfinite_loss(t: Any, loss: Tensor, batch_idx: int) -> str:
+    """The loss is NaN or infinite: raise (the default) or skip this batch (``on_nonfinite_loss="skip"``)."""
+    p = t._progress
+    if t.on_nonfinite_loss == "skip":
+        warnings.warn(f"training_step returned a non-finite loss ({loss.item()}) at epoch {p.epoch}, batch "
+                      f"{batch_idx}, global step {p.optimizer_steps}; the batch is skipped (no backward, no "
+                      "optimizer step) because Trainer(on_nonfinite_loss='skip').", stacklevel=3)
+        return "skip"
+    raise FloatingPointError(
+        f"training_step returned a non-finite loss ({loss.item()}) at epoch {p.epoch}, batch {batch_idx}, global "
+        f"step {p.optimizer_steps}. Trainer(detect_anomaly=True) points at the operation that produced it; "
+        "Trainer(on_nonfinite_loss='skip') skips such batches instead of stopping."
+    )
 
 
 def _batch_end_outputs(output: Any) -> Any:

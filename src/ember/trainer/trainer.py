@@ -113,6 +113,7 @@ class Trainer:
         sync_batchnorm: bool = False,
         reload_dataloaders_every_n_epochs: int = 0,
         default_root_dir: Optional[str] = None,
+        on_nonfinite_loss: str = "raise",
     ) -> None:
         if strategy not in _STRATEGIES:
             raise ValueError(
@@ -162,6 +163,15 @@ class Trainer:
         self.reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs
         self._inference_mode = inference_mode
         self._detect_anomaly = detect_anomaly
+        if on_nonfinite_loss not in ("raise", "skip", "ignore"):
+            raise ValueError(f"Trainer(on_nonfinite_loss={on_nonfinite_loss!r}) must be 'raise', 'skip' or 'ignore'.")
+        # an ember addition: a NaN/inf loss stops training with the step named in the message. Checked every
+        # step on the CPU (no sync there) or when skipping; on a GPU at the logging steps, to avoid a sync per step.
+        # With detect_anomaly, torch's anomaly mode reports the operation instead.
+        self.on_nonfinite_loss = on_nonfinite_loss
+        checking = on_nonfinite_loss != "ignore" and not detect_anomaly
+        self._check_finite_every_step = checking and (self._device.type == "cpu" or on_nonfinite_loss == "skip")
+        self._check_finite_when_logging = checking and not self._check_finite_every_step
         self.use_distributed_sampler = use_distributed_sampler
         self.sync_batchnorm = sync_batchnorm
         self.default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()

@@ -1,0 +1,226 @@
+"""A small training run that tests and benchmarks start as a real process, then signal, kill and resume.
+
+    python tests/fault_train.py --root DIR --max-epochs 3 [--ckpt last|PATH] [--every-n-train-steps K]
+                                [--num-workers W] [--slow-ms M] [--slow-val-ms M] [--out weights.pt]
+
+Everything random is seeded: the data (a fixed generator), the model's initialisation and Dropout, the
+shuffling of the training loader, and the NumPy and ``random`` noise added to each batch, so two runs
+with the same arguments end with the same weights bit for bit. Checkpoints go to ``DIR/ckpts``
+(``ModelCheckpoint(save_last=True)``), or with ``--default-checkpoint`` wherever the Trainer's default
+ModelCheckpoint keeps them. Progress goes to stdout, one flushed line per event, for the parent to read:
+
+    STEP <global_step>              a training_step begins (that many optimizer steps are done)
+    VAL <global_step> <batch_idx>   a validation_step begins (sanity checking prints nothing)
+    DONE <global_step>              fit returned and the weights are saved to --out
+
+The second half of the file is the parent's side: ``start()`` and ``Run``, used by tests/test_faults.py
+and benchmarks/faults.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+BATCHES_PER_EPOCH = 20
+HERE = Path(__file__).resolve().parent
+
+
+# --- the child: a training run ---------------------------------------------------------------------
+def _model_class():
+    import ember
+
+    class FaultModel(ember.LightningModule):
+        """MLP 32-hidden-2 with Dropout; each batch also draws from NumPy and ``random``."""
+
+        def __init__(self, hidden: int = 32, slow_ms: float = 0, slow_val_ms: float = 0, ballast_mb: float = 0):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(32, hidden), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                                           torch.nn.Linear(hidden, 2))
+            self.slow_s, self.slow_val_s = slow_ms / 1000, slow_val_ms / 1000
+            if ballast_mb:  # a large untrained buffer: makes each checkpoint big and slow to write
+                self.register_buffer("ballast", torch.zeros(int(ballast_mb * 2**20) // 4))
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            print(f"STEP {self.trainer.global_step}", flush=True)
+            if self.slow_s:
+                time.sleep(self.slow_s)
+            x, y = batch
+            noise = 1e-3 * (float(np.random.rand()) + random.random())
+            loss = F.mse_loss(self(x + noise), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            if not self.trainer.sanity_checking:
+                print(f"VAL {self.trainer.global_step} {batch_idx}", flush=True)
+                if self.slow_val_s:
+                    time.sleep(self.slow_val_s)
+            x, y = batch
+            self.log("val_loss", F.mse_loss(self(x), y))
+
+        def configure_optimizers(self):
+            opt = torch.optim.Adam(self.parameters(), lr=1e-2)
+            return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.9)]
+
+    return FaultModel
+
+
+def loaders(num_workers: int = 0) -> tuple[DataLoader, DataLoader]:
+    """20 shuffled training batches of 8 per epoch, 4 validation batches."""
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8 * BATCHES_PER_EPOCH, 32, generator=g), torch.randn(8 * BATCHES_PER_EPOCH, 2, generator=g)
+    train = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, num_workers=num_workers)
+    val = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8, num_workers=num_workers)
+    return train, val
+
+
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", required=True, help="folder for checkpoints (ROOT/ckpts) and logs")
+    p.add_argument("--max-epochs", type=int, default=3)
+    p.add_argument("--ckpt", default=None, help="'last' or a checkpoint path to resume from")
+    p.add_argument("--every-n-train-steps", type=int, default=None)
+    p.add_argument("--save-top-k", type=int, default=1)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--slow-ms", type=float, default=0, help="sleep this long in every training_step")
+    p.add_argument("--slow-val-ms", type=float, default=0, help="sleep this long in every validation_step")
+    p.add_argument("--val-check-interval", type=float, default=1.0)
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--ballast-mb", type=float, default=0, help="add an untrained buffer of this size to the model")
+    p.add_argument("--csv", action="store_true", help="log every step with a CSVLogger under ROOT")
+    p.add_argument("--default-checkpoint", action="store_true",
+                   help="no ModelCheckpoint of our own: the Trainer's default one, under ROOT")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="torch.save the final state_dict here")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[list] = None) -> None:
+    import ember
+    from ember.callbacks import ModelCheckpoint
+    from ember.loggers import CSVLogger
+
+    args = parse_args(argv)
+    ember.seed_everything(args.seed)
+    model = _model_class()(args.hidden, args.slow_ms, args.slow_val_ms, args.ballast_mb)
+    callbacks = [] if args.default_checkpoint else [
+        ModelCheckpoint(dirpath=os.path.join(args.root, "ckpts"), save_last=True, save_top_k=args.save_top_k,
+                        every_n_train_steps=args.every_n_train_steps)]
+    trainer = ember.Trainer(
+        max_epochs=args.max_epochs, callbacks=callbacks, default_root_dir=args.root, accelerator="cpu",
+        logger=CSVLogger(args.root) if args.csv else False, log_every_n_steps=1,
+        enable_progress_bar=False, enable_model_summary=False, val_check_interval=args.val_check_interval)
+    train, val = loaders(args.num_workers)
+    trainer.fit(model, train, val, ckpt_path=args.ckpt)
+    if args.out:
+        weights = {k: v for k, v in model.state_dict().items() if k != "ballast"}
+        torch.save(weights, args.out)
+    print(f"DONE {trainer.global_step}", flush=True)
+
+
+# --- the parent: start a run, follow its progress, signal it ----------------------------------------
+def start(root, *args: str, **options) -> "Run":
+    """Start ``fault_train.py --root root`` with ``options`` as flags (``num_workers=2`` -> ``--num-workers 2``,
+    ``csv=True`` -> ``--csv``) in its own session, so that a signal reaches it alone."""
+    cmd = [sys.executable, str(HERE / "fault_train.py"), "--root", str(root), *args]
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        cmd.append("--" + key.replace("_", "-"))
+        if value is not True:
+            cmd.append(str(value))
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return Run(cmd, Path(root))
+
+
+class Run:
+    """A running fault_train.py: its stdout lines as they come, its stderr in ROOT/stderr-<n>.txt."""
+
+    def __init__(self, cmd: list, root: Path):
+        n = len(list(root.glob("stderr-*.txt")))
+        self.stderr_path = root / f"stderr-{n}.txt"
+        self._stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
+                                     start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.lines: list[str] = []
+        self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:  # a thread: the pipe never fills, and wait_for can time out
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    @property
+    def steps(self) -> list[int]:
+        return [int(line.split()[1]) for line in self.lines if line.startswith("STEP ")]
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 60) -> Optional[str]:
+        """Read lines until one satisfies ``predicate`` (returned) or the process ends (None)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.kill()
+                raise TimeoutError(f"no matching line within {timeout}s; last lines: {self.lines[-5:]}\n"
+                                   f"{self.stderr()}") from None
+            if line is None:
+                self._queue.put(None)  # stays at the end for later calls
+                return None
+            self.lines.append(line)
+            if predicate(line):
+                return line
+
+    def signal(self, signum: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signum)
+
+    def finish(self, timeout: float = 120) -> int:
+        """Read the rest of stdout and wait for the exit code (negative: killed by that signal)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TimeoutError(f"still running after {timeout}s; last lines: {self.lines[-5:]}\n"
+                               f"{self.stderr()}") from None
+        self._reader.join(timeout=10)
+        if self._reader.is_alive():  # a leftover DataLoader worker holds stdout open: end it too
+            self.kill()
+            self._reader.join()
+        self.wait_for(lambda line: False)  # collect the remaining lines
+        self._stderr.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # DataLoader workers included
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+    def stderr(self, tail: int = 3000) -> str:
+        self._stderr.flush()
+        return "--- child's stderr (tail) ---\n" + self.stderr_path.read_text()[-tail:]
+
+
+if __name__ == "__main__":
+    main()
