@@ -157,8 +157,9 @@ class Run:
         n = len(list(root.glob("stderr-*.txt")))
         self.stderr_path = root / f"stderr-{n}.txt"
         self._stderr = open(self.stderr_path, "w")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # runs side by side on few cores
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
-                                     start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     start_new_session=True, env=env)
         self.lines: list[str] = []
         self._queue: "queue.Queue[Optional[str]]" = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -190,6 +191,20 @@ class Run:
             if predicate(line):
                 return line
 
+    def read_available(self) -> list[str]:
+        """The lines that have arrived, without waiting."""
+        new = []
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return new
+            if line is None:
+                self._queue.put(None)
+                return new
+            self.lines.append(line)
+            new.append(line)
+
     def signal(self, signum: int) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signum)
@@ -218,8 +233,114 @@ class Run:
         self.proc.wait()
 
     def stderr(self, tail: int = 3000) -> str:
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return "--- child's stderr (tail) ---\n" + self.stderr_path.read_text()[-tail:]
+
+
+# --- the parent: fault scenarios shared by tests/test_faults.py and benchmarks/faults.py ------------
+def interrupt(root, rng: random.Random, signum: int = signal.SIGTERM, during: str = "train", max_epochs: int = 3,
+              **options) -> tuple[Run, int]:
+    """Start a run and send ``signum`` at a moment drawn from ``rng``: during a training step in the middle
+    of an epoch, or during a validation step. Returns the finished run and the global step it had
+    reached when the signal was sent."""
+    if during == "train":
+        options.setdefault("slow_ms", 20)
+        target = rng.randrange(max_epochs) * BATCHES_PER_EPOCH + rng.randrange(1, BATCHES_PER_EPOCH - 1)
+        what = f"training step {target}"
+
+        def due(line: str) -> bool:
+            return line.startswith("STEP ") and int(line.split()[1]) >= target
+    else:
+        options.setdefault("slow_val_ms", 40)
+        every = int(BATCHES_PER_EPOCH * options.get("val_check_interval", 1.0))
+        passes = [epoch * BATCHES_PER_EPOCH + every * k for epoch in range(max_epochs)
+                  for k in range(1, BATCHES_PER_EPOCH // every + 1)][:-1]  # not the run's last: leave work to resume
+        wanted = f"VAL {rng.choice(passes)} {rng.randrange(4)}"
+        what = f"validation step {wanted!r}"
+
+        def due(line: str) -> bool:
+            return line == wanted
+    run = start(root, max_epochs=max_epochs, **options)
+    line = run.wait_for(due)
+    if line is None:
+        run.finish()
+        raise AssertionError(f"the run ended (exit code {run.proc.returncode}) before {what}\n{run.stderr()}")
+    run.signal(signum)
+    run.finish()
+    return run, int(line.split()[1])
+
+
+def resume(root, **options) -> Run:
+    """Run again in ``root`` from ``last.ckpt`` to the end; the final weights go to ROOT/final.pt."""
+    run = start(root, ckpt="last", out=Path(root) / "final.pt", **options)
+    run.finish()
+    return run
+
+
+def reference(root, **options) -> Run:
+    """Start a run that nobody interrupts; its final weights go to ROOT/final.pt."""
+    return start(root, out=Path(root) / "final.pt", **options)
+
+
+def load_weights(path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def differing(a: dict, b: dict) -> list[str]:
+    """The names of the tensors that are not bit-identical (or present in one dict only)."""
+    return sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or not torch.equal(a[k], b[k]))
+
+
+def checkpoint_problems(folder) -> list[str]:
+    """What could mislead a user in a checkpoint folder: a ``*.ckpt`` that does not load with
+    ``torch.load(weights_only=True)``, or a file that is neither a ``*.ckpt`` nor a hidden ``.*.tmp``."""
+    problems = []
+    for path in sorted(Path(folder).iterdir()):
+        if path.name.endswith(".ckpt"):
+            try:
+                ckpt = torch.load(path, weights_only=True)
+                if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+                    problems.append(f"{path.name} loads but holds no state_dict")
+            except Exception as e:  # noqa: BLE001  (any failure to load is the finding)
+                problems.append(f"{path.name} does not load: {type(e).__name__}: {str(e)[:200]}")
+        elif not (path.name.startswith(".") and path.name.endswith(".tmp")):
+            problems.append(f"{path.name} is neither a *.ckpt nor a hidden *.tmp file")
+    return problems
+
+
+def kill_at_random_moments(root, rng: random.Random, kills: int, **options) -> list[dict]:
+    """SIGKILL a run ``kills`` times, each time a few training steps after it (re)started from
+    ``last.ckpt`` plus a random fraction of a step. After each kill, record what the folder holds:
+    ``{"killed": bool, "started_from": step or None, "problems": [...], "last_step": int or None}``."""
+    folder = Path(root) / "ckpts"
+    records = []
+    for i in range(kills):
+        last = folder / "last.ckpt"
+        started_from = records[-1]["last_step"] if records else None
+        run = start(root, ckpt="last" if started_from is not None else None, **options)
+        steps_to_wait = rng.randint(1, 4)
+        seen = 0
+
+        def due(line: str) -> bool:
+            nonlocal seen
+            seen += line.startswith("STEP ")
+            return seen >= steps_to_wait
+        alive = run.wait_for(due) is not None
+        time.sleep(rng.uniform(0, 0.05))
+        run.kill()
+        run.finish()
+        killed = alive and run.proc.returncode == -signal.SIGKILL
+        problems = checkpoint_problems(folder) if folder.exists() else []
+        last_step = None
+        if last.exists() and not any(p.startswith("last.ckpt ") for p in problems):
+            last_step = torch.load(last, weights_only=True)["global_step"]
+        records.append({"killed": killed, "started_from": started_from, "exit_code": run.proc.returncode,
+                        "problems": problems, "last_step": last_step,
+                        "temporary_files": sorted(p.name for p in folder.glob(".*.tmp")) if folder.exists() else []})
+        if not killed:
+            break  # the run finished before the kill: nothing left to interrupt
+    return records
 
 
 if __name__ == "__main__":

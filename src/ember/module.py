@@ -301,6 +301,28 @@ class LightningModule(nn.Module):
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
         optimizer.zero_grad()
 
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Step ``optimizer``; override for learning-rate warm-up and the like (call ``optimizer.step(closure=
+        optimizer_closure)`` in your version). Under '16-mixed' an override bypasses the GradScaler."""
+        optimizer.step(closure=optimizer_closure)
+
+    def toggle_optimizer(self, optimizer: Any) -> None:
+        """Let only ``optimizer``'s parameters require gradients (for several optimizers, e.g. a GAN)."""
+        optimizer = getattr(optimizer, "optimizer", optimizer)
+        own = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        saved = self.__dict__.setdefault("_toggled_requires_grad", {})
+        for opt in self.trainer.optimizers:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if id(p) not in own:
+                        saved.setdefault(p, p.requires_grad)
+                        p.requires_grad = False
+
+    def untoggle_optimizer(self, optimizer: Any) -> None:
+        """Undo ``toggle_optimizer``: restore every parameter's ``requires_grad``."""
+        for p, requires_grad in self.__dict__.pop("_toggled_requires_grad", {}).items():
+            p.requires_grad = requires_grad
+
     def freeze(self) -> None:
         """Stop gradients for every parameter and switch to eval mode."""
         for p in self.parameters():

@@ -59,6 +59,8 @@ def load_checkpoint(path: Union[str, Path], map_location: Any = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint file not found: {path}")
+    if map_location is None and not torch.cuda.is_available():
+        map_location = "cpu"  # a checkpoint saved on a GPU still loads on a machine without one
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -23,6 +23,9 @@ def run_fit(trainer: Any) -> None:
     hooks = trainer._hooks
     progress = trainer._progress
     hooks.call("on_train_start")
+    if trainer.num_training_batches == 0:  # limit_train_batches=0: training is switched off
+        hooks.call("on_train_end")
+        return
     if progress.batch_idx == 0:
         progress.restore_rng()  # a resumed run continues the random streams exactly where the checkpoint left them
     while not _fit_done(trainer):
@@ -65,6 +68,10 @@ def run_train_epoch(trainer: Any) -> None:
     optimizer = t.optimizers[0] if t.optimizers else None
     log_every = t.log_every_n_steps
     val_every = t._val_check_batch if t._should_validate_this_epoch() else 0
+    val_across_epochs = t.check_val_every_n_epoch is None  # then val_check_interval counts all batches seen
+    epoch_end_validation = t._epoch_end_validation_due()
+    if p.batch_idx == 0:
+        p.accumulated = 0  # a window never spans two epochs
     transfer = t._transfer_batch
     wants_outputs = hooks.has("on_train_batch_end")
     signals = t._signals
@@ -99,14 +106,14 @@ def run_train_epoch(trainer: Any) -> None:
             p.batches_stepped += 1
         hooks.call("on_train_batch_end", outputs, batch, batch_idx)
         if stepped and (log_step + 1) % log_every == 0:
-            if t._loggers:
-                t._log_metrics(results.step_values(logger_only=True), log_step)
+            t._log_metrics(results.step_values(logger_only=True), log_step)
             if t._check_finite_when_logging and outputs is not None:  # a GPU syncs here, not on every step
                 loss = outputs["loss"] if isinstance(outputs, dict) else outputs
                 if isinstance(loss, Tensor) and not math.isfinite(loss.item()):
                     _nonfinite_loss(t, loss, batch_idx)
         batch_idx += 1
-        if val_every and batch_idx % val_every == 0 and not is_last:
+        if val_every and (p.batches_seen if val_across_epochs else batch_idx) % val_every == 0 \
+                and not (is_last and epoch_end_validation):
             run_evaluation(t, "validate", t._val_loaders, t._val_limits)  # mid-epoch validation
             module._log_store = results
         if (t.should_stop and _stop_granted(t)) or (t.max_steps != -1 and p.optimizer_steps >= t.max_steps) \
@@ -129,7 +136,7 @@ def finish_train_epoch(trainer: Any, results: Results) -> None:
     hooks = t._hooks
     p.epoch_done = True
     t._epoch_end_validated = False
-    if t._should_validate_this_epoch():
+    if t._epoch_end_validation_due():
         t._epoch_end_validated = True
         run_evaluation(t, "validate", t._val_loaders, t._val_limits, epoch_end=True)
     module._log_store = results
@@ -138,7 +145,7 @@ def finish_train_epoch(trainer: Any, results: Results) -> None:
     hooks.call_module("on_train_epoch_end")
     callback, logged, pbar = results.epoch_end()
     t._store_epoch_values(callback, pbar)
-    if logged and t._loggers:
+    if logged:
         t._log_metrics(logged, max(p.batches_stepped - 1, 0))
     if module.automatic_optimization:
         step_schedulers(t, "epoch")
@@ -167,11 +174,14 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
         with precision.forward_context():
             output = module.training_step(batch, batch_idx)
     loss = _loss_from(output)
-    if loss is None:
-        return None  # no backward, no step
-    if t._check_finite_every_step and not math.isfinite(loss.item()):  # .item(): no device sync on the CPU
+    if loss is not None and t._check_finite_every_step and not math.isfinite(loss.item()):  # no sync on a CPU
         if _nonfinite_loss(t, loss, batch_idx) == "skip":
-            return None
+            loss = None
+    if loss is None:  # skipped: no backward; a window that ends here still steps what it accumulated
+        if should_step and p.accumulated:
+            p.accumulated = 0
+            _step(t, module, optimizer, plain, batch, batch_idx, accumulate)
+        return None
     if p.accumulated == 0 and optimizer is not None:
         hooks.call("on_before_zero_grad", optimizer)
         module.optimizer_zero_grad(p.epoch, batch_idx, optimizer)
@@ -186,20 +196,52 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
     p.accumulated += 1
     if should_step:
         p.accumulated = 0
-        if optimizer is not None:
-            if not plain:
-                precision.unscale(optimizer)  # clipping must see true gradient sizes
-            hooks.call("on_before_optimizer_step", optimizer)
-            if t._clip_every_step:
-                module.configure_gradient_clipping(optimizer, t.gradient_clip_val, t.gradient_clip_algorithm)
-            if plain:
-                optimizer.step()
-            else:
-                precision.optimizer_step(optimizer)
-            p.optimizer_steps += 1
-            if t._has_step_schedulers:
-                step_schedulers(t, "step")
+        _step(t, module, optimizer, plain, batch, batch_idx, accumulate, loss)
     return output
+
+
+def _step(t: Any, module: Any, optimizer: Any, plain: bool, batch: Any, batch_idx: int, accumulate: int,
+          loss: Optional[Tensor] = None) -> None:
+    """Unscale, clip, step the optimizer (through ``optimizer_step`` when the module overrides it, or when the
+    optimizer needs a closure, like LBFGS), then step-interval schedulers."""
+    if optimizer is None:
+        return
+    precision = t._precision
+    if not plain:
+        precision.unscale(optimizer)  # clipping must see true gradient sizes
+    t._hooks.call("on_before_optimizer_step", optimizer)
+    if t._clip_every_step:
+        module.configure_gradient_clipping(optimizer, t.gradient_clip_val, t.gradient_clip_algorithm)
+    if t._custom_optimizer_step:
+        module.optimizer_step(t._progress.epoch, batch_idx, optimizer, _closure(t, module, optimizer, batch,
+                                                                                batch_idx, accumulate, loss))
+    elif plain:
+        optimizer.step()
+    else:
+        precision.optimizer_step(optimizer)
+    t._progress.optimizer_steps += 1
+    if t._has_step_schedulers:
+        step_schedulers(t, "step")
+
+
+def _closure(t: Any, module: Any, optimizer: Any, batch: Any, batch_idx: int, accumulate: int,
+             loss: Optional[Tensor]) -> Any:
+    """The closure ``optimizer.step(closure)`` expects: its first call returns the loss already backpropagated;
+    later calls (LBFGS re-evaluates) run training_step and backward again."""
+    calls = [0]
+
+    def closure() -> Optional[Tensor]:
+        calls[0] += 1
+        if calls[0] == 1:
+            return loss
+        optimizer.zero_grad()
+        with t._precision.forward_context():
+            again = _loss_from(module.training_step(batch, batch_idx))
+        if again is not None:
+            t._precision.backward(again / accumulate if accumulate > 1 else again, module)
+        return again
+
+    return closure
 
 
 def _nonfinite_loss(t: Any, loss: Tensor, batch_idx: int) -> str:
@@ -218,8 +260,10 @@ def _nonfinite_loss(t: Any, loss: Tensor, batch_idx: int) -> str:
 
 
 def _batch_end_outputs(output: Any) -> Any:
-    """What on_train_batch_end receives: Lightning's dict with the loss detached."""
-    return output if isinstance(output, dict) else {"loss": output.detach()}
+    """What on_train_batch_end receives: Lightning's dict, its loss detached so callbacks keep no graph."""
+    if isinstance(output, dict):
+        return {**output, "loss": output["loss"].detach()}
+    return {"loss": output.detach()}
 
 
 def _loss_from(output: Any) -> Optional[Tensor]:
@@ -333,7 +377,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
                 callback, logged, pbar = results.epoch_end()
                 if not sanity:
                     t._store_epoch_values(callback, pbar)
-                    if logged and t._loggers:
+                    if logged:
                         p = t._progress
                         t._log_metrics(logged, max(p.batches_stepped - 1, 0) if stage == "validate" else p.batches_stepped)
                     per_loader = results.dataloader_values(callback, len(loaders))

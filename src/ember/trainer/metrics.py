@@ -64,8 +64,8 @@ class _Entry:
         self.last = value
         if not self.on_epoch or self.metric is not None:
             return
-        if not value.is_floating_point():
-            value = value.float()
+        if value.dtype not in (torch.float32, torch.float64):
+            value = value.float()  # integers, and half precision whose sums lose the running total
         total = self.total
         if total is None:  # the first value: copy so that later in-place updates never touch the user's tensor
             self.total = value * batch_size if self.reduce == "mean" else value.clone()

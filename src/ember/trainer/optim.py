@@ -152,6 +152,11 @@ class LightningOptimizer:
     def __repr__(self) -> str:
         return f"LightningOptimizer({self._optimizer!r})"
 
+    def __getattr__(self, name: str) -> Any:  # defaults, add_param_group, ...: the wrapped optimizer's
+        if name.startswith("__") or name in ("_optimizer", "_trainer"):
+            raise AttributeError(name)
+        return getattr(self._optimizer, name)
+
 
 def step_schedulers(trainer: Any, interval: str) -> None:
     """Step the schedulers whose interval is ``interval`` when their frequency says so."""

@@ -70,3 +70,23 @@ def _last_checkpoint_path(trainer: Any) -> str:
     cb = trainer.checkpoint_callback
     folder = getattr(cb, "dirpath", None) or os.path.join(trainer.default_root_dir, "checkpoints")
     return os.path.join(folder, "last.ckpt")
+
+
+class _WorkerIgnoresSignals:
+    """A DataLoader ``worker_init_fn`` wrapper: workers ignore the preemption signals, which schedulers send to
+    the whole process group, so that they keep serving batches until the main process has saved and stops them."""
+
+    def __init__(self, user_fn: Any) -> None:
+        self.user_fn = user_fn
+
+    def __call__(self, worker_id: int) -> None:
+        for sig in _CAUGHT:
+            signal.signal(sig, signal.SIG_IGN)
+        if self.user_fn is not None:
+            self.user_fn(worker_id)
+
+
+def shield_workers(loader: Any) -> None:
+    """Make ``loader``'s worker processes (if any) leave preemption signals to the main process."""
+    if getattr(loader, "num_workers", 0) and not isinstance(loader.worker_init_fn, _WorkerIgnoresSignals):
+        loader.worker_init_fn = _WorkerIgnoresSignals(loader.worker_init_fn)

@@ -28,7 +28,7 @@ from ember.trainer.hooks import HookRunner
 from ember.trainer.metrics import Results, to_float
 from ember.trainer.optim import LightningOptimizer, parse_configure_optimizers
 from ember.trainer.progress import Progress
-from ember.trainer.signals import SignalCatcher
+from ember.trainer.signals import SignalCatcher, shield_workers
 
 
 @dataclass
@@ -131,7 +131,7 @@ class Trainer:
         self.strategy = _SingleDeviceStrategy(self._device)
         self.accelerator = self._device.type
 
-        self.fast_dev_run = int(fast_dev_run) if not isinstance(fast_dev_run, bool) else int(fast_dev_run)
+        self.fast_dev_run = int(fast_dev_run)
         if self.fast_dev_run < 0:
             raise ValueError(f"Trainer(fast_dev_run={fast_dev_run}) must be a bool or a positive int.")
         _check_int("accumulate_grad_batches", accumulate_grad_batches, minimum=1)
@@ -236,6 +236,7 @@ class Trainer:
         self._clip_every_step = False
         self._has_step_schedulers = False
         self._transfer_batch: Any = None
+        self._custom_optimizer_step = False
         self._signals = SignalCatcher()
         self._resumed_train_metrics: Optional[dict] = None
 
@@ -411,6 +412,8 @@ class Trainer:
         self._clip_every_step = bool(self.gradient_clip_val) or is_overridden(
             "configure_gradient_clipping", module, LightningModule)
         self._has_step_schedulers = any(c.interval == "step" for c in self.lr_scheduler_configs)
+        self._custom_optimizer_step = is_overridden("optimizer_step", module, LightningModule) or any(
+            isinstance(o, torch.optim.LBFGS) for o in self.optimizers)
 
     def _run_sanity_check(self) -> None:
         if not self._val_enabled or self.num_sanity_val_steps == 0:
@@ -467,6 +470,7 @@ class Trainer:
             if self._sources.get("validate") is not None:
                 self._resolve_eval_data("validate", None, self.lightning_module, reuse=True)
         loader = self.train_dataloader
+        shield_workers(loader)
         sampler = getattr(loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -482,6 +486,8 @@ class Trainer:
         limit = {"validate": self.limit_val_batches, "test": self.limit_test_batches,
                  "predict": self.limit_predict_batches}[stage]
         counts = [_num_batches(dl, limit, f"limit_{kind}_batches") for dl in loaders]
+        for dl in loaders:
+            shield_workers(dl)
         if stage == "validate":
             self.val_dataloaders = loaders[0] if len(loaders) == 1 else loaders
             self._val_loaders, self._val_limits, self.num_val_batches = loaders, counts, counts
@@ -504,14 +510,25 @@ class Trainer:
             return 0  # validate at epoch ends only
         n = self.num_training_batches
         if isinstance(interval, int):
-            if n != math.inf and interval > n:
+            if n != math.inf and interval > n and self.check_val_every_n_epoch is not None:
                 raise ValueError(f"Trainer(val_check_interval={interval}) is larger than the {n} training batches "
-                                 "of an epoch; use a smaller value or a float fraction of the epoch.")
+                                 "of an epoch; use a smaller value, a float fraction of the epoch, or "
+                                 "check_val_every_n_epoch=None to count batches across epochs.")
             return interval
         if n == math.inf:
             raise ValueError("Trainer(val_check_interval=<float>) needs a training DataLoader with a length; pass an "
                              "int number of batches instead.")
         return max(1, int(n * interval))
+
+    def _epoch_end_validation_due(self) -> bool:
+        """Validation at the end of this epoch: with val_check_interval=1.0, or when its batches divide the epoch."""
+        vcb = self._val_check_batch
+        if not self._should_validate_this_epoch():
+            return False
+        if vcb == 0:
+            return True
+        n = self.num_training_batches
+        return self.check_val_every_n_epoch is not None and n != math.inf and n % vcb == 0
 
     def _should_validate_this_epoch(self) -> bool:
         if not self._val_enabled:
@@ -619,7 +636,7 @@ class Trainer:
     def _log_metrics(self, values: dict, step: int) -> None:
         """Send values to every logger: the only place training metrics become Python floats."""
         self._logged_metrics.update(values)
-        if not values:
+        if not values or not self._loggers:
             return
         metrics = to_float(values)
         metrics["epoch"] = self.current_epoch
@@ -701,7 +718,7 @@ class Trainer:
 
     @property
     def training(self) -> bool:
-        return self.state.stage == "train"
+        return self.state.stage == "train" and self._evaluating is None
 
     @property
     def validating(self) -> bool:
@@ -770,15 +787,14 @@ class Trainer:
     @property
     def estimated_stepping_batches(self) -> Union[int, float]:
         """Optimizer steps the whole fit will take (e.g. for OneCycleLR's ``total_steps``)."""
-        if self.max_steps != -1:
-            return self.max_steps
-        if self.train_dataloader is None:
+        if self.train_dataloader is None and self.max_steps == -1:
             raise RuntimeError("estimated_stepping_batches is known once fit() has the training data; read it in "
                                "configure_optimizers or later.")
-        if self.num_training_batches == math.inf or self.max_epochs == -1:
-            return math.inf
+        if self.train_dataloader is None or self.num_training_batches == math.inf or self.max_epochs == -1:
+            return self.max_steps if self.max_steps != -1 else math.inf
         per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches)
-        return per_epoch * self.max_epochs
+        total = per_epoch * max(self.max_epochs, 1)
+        return min(total, self.max_steps) if self.max_steps != -1 else total
 
     def _time_is_up(self) -> bool:
         return self._max_time_s is not None and time.monotonic() - self._fit_start_time >= self._max_time_s
