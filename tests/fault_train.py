@@ -312,7 +312,9 @@ def checkpoint_problems(folder) -> list[str]:
 def kill_at_random_moments(root, rng: random.Random, kills: int, **options) -> list[dict]:
     """SIGKILL a run ``kills`` times, each time a few training steps after it (re)started from
     ``last.ckpt`` plus a random fraction of a step. After each kill, record what the folder holds:
-    ``{"killed": bool, "started_from": step or None, "problems": [...], "last_step": int or None}``."""
+    ``{"killed", "started_from" (last.ckpt's step when it started, None if there was none), "first_step" (the
+    step it trained first), "exit_code", "problems", "last_step" (last.ckpt's step after the kill, or None),
+    "temporary_files"}``."""
     folder = Path(root) / "ckpts"
     records = []
     for i in range(kills):
@@ -335,7 +337,8 @@ def kill_at_random_moments(root, rng: random.Random, kills: int, **options) -> l
         last_step = None
         if last.exists() and not any(p.startswith("last.ckpt ") for p in problems):
             last_step = torch.load(last, weights_only=True)["global_step"]
-        records.append({"killed": killed, "started_from": started_from, "exit_code": run.proc.returncode,
+        records.append({"killed": killed, "started_from": started_from, "first_step": (run.steps or [None])[0],
+                        "exit_code": run.proc.returncode,
                         "problems": problems, "last_step": last_step,
                         "temporary_files": sorted(p.name for p in folder.glob(".*.tmp")) if folder.exists() else []})
         if not killed:

@@ -3,6 +3,7 @@ evaluation/prediction loop. Read top to bottom; features live in callbacks and s
 """
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -97,7 +98,7 @@ def run_train_epoch(trainer: Any) -> None:
         else:
             module.__dict__["_current_fx"] = "training_step"
             with t._precision.forward_context():
-                outputs = module.training_step(batch, batch_idx)
+                outputs = t._training_step(batch, batch_idx)
             stepped = True
         p.batch_idx = batch_idx + 1
         p.batches_seen += 1
@@ -169,10 +170,10 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
     plain = precision.plain  # 32-bit: no autocast, no scaler, so no calls into Precision at all
     module.__dict__["_current_fx"] = "training_step"  # nn.Module.__setattr__ would cost a microsecond
     if plain:
-        output = module.training_step(batch, batch_idx)
+        output = t._training_step(batch, batch_idx)
     else:
         with precision.forward_context():
-            output = module.training_step(batch, batch_idx)
+            output = t._training_step(batch, batch_idx)
     loss = _loss_from(output)
     if loss is not None and t._check_finite_every_step and not math.isfinite(loss.item()):  # no sync on a CPU
         if _nonfinite_loss(t, loss, batch_idx) == "skip":
@@ -236,12 +237,24 @@ def _closure(t: Any, module: Any, optimizer: Any, batch: Any, batch_idx: int, ac
             return loss
         optimizer.zero_grad()
         with t._precision.forward_context():
-            again = _loss_from(module.training_step(batch, batch_idx))
+            again = _loss_from(t._training_step(batch, batch_idx))
         if again is not None:
             t._precision.backward(again / accumulate if accumulate > 1 else again, module)
         return again
 
     return closure
+
+
+def adapt_step(fn: Any) -> Any:
+    """Lightning lets a ``*_step`` omit ``batch_idx``: call such a step with the batch alone."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return fn
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params):
+        return fn
+    return lambda batch, batch_idx, *rest: fn(batch)
 
 
 def _nonfinite_loss(t: Any, loss: Tensor, batch_idx: int) -> str:
@@ -345,7 +358,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     results = Results("validate" if sanity else stage, num_dataloaders=len(loaders))
     module._log_store = results  # self.log in predict_step raises: there is nowhere to report it
     predictions: list = [[] for _ in loaders]
-    step = getattr(module, f"{prefix}_step")
+    step = adapt_step(getattr(module, f"{prefix}_step"))
     was_training = {m: m.training for m in module.modules()}
     module.eval()
     # inside fit, as in Lightning, no_grad: tensors made while validating may be used by training later

@@ -277,14 +277,20 @@ class Results:
         return callback, logged, pbar
 
     def dataloader_values(self, values: dict, num_dataloaders: int) -> list:
-        """Split an evaluation loop's epoch values into one dict per dataloader (as validate/test return)."""
+        """Split an evaluation loop's epoch values into one dict per dataloader, under their epoch names
+        ('x', or 'x_epoch' when also logged per step), as validate/test return them."""
         per_loader: list = [dict() for _ in range(num_dataloaders)]
-        for key, value in values.items():
-            entry = self.entries.get(key) or self.entries.get(key[: -len("_epoch")] if key.endswith("_epoch") else key)
-            idx = entry.dataloader_idx if entry is not None else None
+        for key, entry in self.entries.items():
+            if not entry.on_epoch:
+                continue
+            name = f"{key}_epoch" if entry.forked else key
+            if name not in values:
+                continue
+            value = values[name]
+            idx = entry.dataloader_idx
             targets = range(num_dataloaders) if idx is None or num_dataloaders == 1 else (idx,)
             for i in targets:
-                per_loader[i][key] = value
+                per_loader[i][name] = value
         return per_loader
 
 

@@ -299,6 +299,12 @@ class Trainer:
                   verbose: bool, datamodule: Optional[LightningDataModule]) -> list:
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
+        if model is None and ckpt_path is None and self.state.fn == "fit" and getattr(
+                self.checkpoint_callback, "best_model_path", ""):
+            ckpt_path = "best"  # as Lightning: after fit, trainer.test() evaluates the best checkpoint
+            warnings.warn(f"Trainer.{stage}() was called without a model after fit(): it uses the best checkpoint, "
+                          f"{self.checkpoint_callback.best_model_path}. Pass ckpt_path='last' or a path, or the "
+                          "model, to choose.", stacklevel=3)
         with self._run(stage, model, datamodule):
             module = self.lightning_module
             loaders = self._resolve_eval_data(stage, dataloaders, module)
@@ -350,6 +356,7 @@ class Trainer:
             model.setup(stage)
             model.configure_model()
             self._precision.convert_module(model.to(self._device))
+            self._training_step = loops.adapt_step(model.training_step)
             custom_transfer = any(is_overridden(name, model, LightningModule) for name in (
                 "transfer_batch_to_device", "on_before_batch_transfer", "on_after_batch_transfer"))
             self._transfer_batch = self._transfer_custom if custom_transfer else \
