@@ -30,6 +30,9 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> None:
         raise OSError(f"Cannot write checkpoint {path}: the folder {folder} is not writable ({e}). "
                       "Choose another `dirpath`/`default_root_dir` or fix its permissions.") from e
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint gets the permissions torch.save gives
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
