@@ -333,3 +333,26 @@ def test_save_where_the_folder_is_a_file_names_the_path(trainer_kwargs, tmp_path
     not_a_folder.write_text("x")
     with pytest.raises(OSError, match="plainfile"):
         trainer.save_checkpoint(not_a_folder / "a.ckpt")
+
+
+def test_mid_epoch_resume_on_an_iterable_dataset_warns(tmp_path):
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            g = torch.Generator().manual_seed(3)
+            for _ in range(8):
+                yield torch.randn(32, generator=g), torch.randn(2, generator=g)
+
+    def fit(ckpt_path=None):
+        ember.seed_everything(0)
+        model = BoringModel()
+        checkpoint = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=3, save_top_k=-1, filename="{step}")
+        trainer = ember.Trainer(max_epochs=2, callbacks=[checkpoint], enable_progress_bar=False,
+                                enable_model_summary=False, logger=False, accelerator="cpu")
+        trainer.fit(model, DataLoader(Stream(), batch_size=2), ckpt_path=ckpt_path)
+        return model
+
+    straight = fit()
+    with pytest.warns(UserWarning, match="Resuming mid-epoch on a loader without a sampler.*skips the first 3"):
+        resumed = fit(str(tmp_path / "step=3.ckpt"))
+    # this stream is deterministic, so skipping its first batches continues it exactly
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))

@@ -332,6 +332,12 @@ def _epoch_iterator(loader: Any, p: Any) -> Iterator:
     if p.batch_idx == 0 or p.epoch_start_rng is None:
         p.epoch_start_rng = rng_state()  # what the sampler and the workers draw their seeds from
         return iter(loader)
+    dataset = getattr(loader, "dataset", None)
+    if isinstance(dataset, torch.utils.data.IterableDataset) or dataset is None:
+        warnings.warn(
+            f"Resuming mid-epoch on a loader without a sampler ({type(dataset or loader).__name__}): ember skips the "
+            f"first {p.batch_idx} batches of a fresh iterator, which continues exactly only if the data yields the "
+            "same sequence every time. Make it deterministic, or save checkpoints at epoch ends.", stacklevel=4)
     set_rng_state(p.epoch_start_rng)
     iterator = iter(loader)
     for _ in range(p.batch_idx):  # fetched and dropped: the sampler's order is replayed exactly
