@@ -341,7 +341,7 @@ class LightningModule(nn.Module):
         """Build the model from the hyperparameters saved in the checkpoint (``kwargs`` override them)
         and load its weights. The file is read with ``torch.load(weights_only=True)``.
         """
-        from ember.trainer.checkpoint import load_checkpoint
+        from ember.trainer.checkpoint import load_checkpoint, load_weights
 
         checkpoint = load_checkpoint(checkpoint_path, map_location=map_location)
         hparams = dict(checkpoint.get("hyper_parameters") or {})
@@ -356,16 +356,7 @@ class LightningModule(nn.Module):
         if not accepts_any:
             hparams = {k: v for k, v in hparams.items() if k in signature.parameters}
         model = cls(**hparams)
-        model.on_load_checkpoint(checkpoint)
-        if "state_dict" not in checkpoint:
-            raise KeyError(
-                f"{checkpoint_path} has no 'state_dict' entry (found keys: {sorted(checkpoint)}); it is not a "
-                "checkpoint written by ember or PyTorch Lightning."
-            )
-        model.load_state_dict(checkpoint["state_dict"], strict=True if strict is None else strict)
+        load_weights(model, checkpoint, checkpoint_path, strict=True if strict is None else strict)
         if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
             model.to(map_location)
         return model
-
-    def __repr__(self) -> str:  # keep nn.Module's repr; hparams are visible with .hparams
-        return super().__repr__()

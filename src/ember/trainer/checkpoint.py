@@ -79,6 +79,17 @@ def load_checkpoint(path: Union[str, Path], map_location: Any = None) -> dict:
     return checkpoint
 
 
+def load_weights(module: Any, checkpoint: dict, path: Any, strict: bool = True) -> None:
+    """``on_load_checkpoint``, then the checkpoint's ``state_dict`` into ``module``."""
+    if "state_dict" not in checkpoint:
+        raise KeyError(
+            f"{path} has no 'state_dict' entry (found keys: {sorted(checkpoint)}); it is not a checkpoint written "
+            "by ember or PyTorch Lightning."
+        )
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=strict)
+
+
 def _plain_hparams(hparams: Any) -> dict:
     from ember._utils import to_plain
 
@@ -134,8 +145,7 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
 def restore_training_state(trainer: Any, checkpoint: dict, path: Any) -> None:
     """Load a checkpoint into the running fit: weights, optimizers, schedulers, callbacks, data, progress."""
     module = trainer.lightning_module
-    module.on_load_checkpoint(checkpoint)
-    module.load_state_dict(checkpoint["state_dict"])
+    load_weights(module, checkpoint, path)
     for key in ("optimizer_states", "loops"):
         if key not in checkpoint:
             raise KeyError(

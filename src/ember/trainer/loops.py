@@ -40,7 +40,7 @@ def _fit_done(trainer: Any) -> bool:
     p = trainer._progress
     if trainer.max_steps != -1 and p.optimizer_steps >= trainer.max_steps:
         return True
-    if trainer.max_epochs is not None and trainer.max_epochs != -1 and p.epoch >= trainer.max_epochs:
+    if trainer.max_epochs != -1 and p.epoch >= trainer.max_epochs:
         return True
     return trainer._time_is_up() or _stop_granted(trainer)
 

@@ -116,7 +116,8 @@ def _describe(value: Any) -> str:
 
 
 class LightningOptimizer:
-    """What ``self.optimizers()`` returns: the optimizer, whose ``step`` also runs hooks, AMP and counting."""
+    """What ``self.optimizers()`` returns: the optimizer, whose ``step`` also runs hooks, AMP and counting.
+    Everything else (``param_groups``, ``zero_grad``, ``state_dict``, ...) is the wrapped optimizer's."""
 
     def __init__(self, optimizer: Optimizer, trainer: Any) -> None:
         self._optimizer = optimizer
@@ -126,33 +127,16 @@ class LightningOptimizer:
     def optimizer(self) -> Optimizer:
         return self._optimizer
 
-    @property
-    def param_groups(self) -> list:
-        return self._optimizer.param_groups
-
-    @property
-    def state(self) -> Any:
-        return self._optimizer.state
-
     def step(self, closure: Any = None, **kwargs: Any) -> Any:
         """Run ``closure`` (if given), the ``on_before_optimizer_step`` hooks, then the optimizer step."""
         if closure is not None:
             closure()
         return self._trainer._optimizer_step(self._optimizer, **kwargs)
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self._optimizer.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self) -> dict:
-        return self._optimizer.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self._optimizer.load_state_dict(state)
-
     def __repr__(self) -> str:
         return f"LightningOptimizer({self._optimizer!r})"
 
-    def __getattr__(self, name: str) -> Any:  # defaults, add_param_group, ...: the wrapped optimizer's
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("_optimizer", "_trainer"):
             raise AttributeError(name)
         return getattr(self._optimizer, name)

@@ -605,9 +605,7 @@ class Trainer:
         path = self._resolve_ckpt_path(ckpt_path)
         if path is None:
             return
-        checkpoint = _ckpt.load_checkpoint(path, self._device)
-        self.lightning_module.on_load_checkpoint(checkpoint)
-        self.lightning_module.load_state_dict(checkpoint["state_dict"])
+        _ckpt.load_weights(self.lightning_module, _ckpt.load_checkpoint(path, self._device), path)
         self.ckpt_path = str(path)
 
     # --- optimisation helpers used by the loop and by manual optimisation ------------------------------------
