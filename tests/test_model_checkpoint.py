@@ -378,3 +378,34 @@ def test_resume_from_an_epoch_end_checkpoint_continues_like_an_uninterrupted_run
     assert resumed.best_model_score == pytest.approx(0.2)
     assert torch.equal(torch.load(resumed.last_model_path, weights_only=True)["state_dict"]["layer.weight"],
                        torch.load(straight.last_model_path, weights_only=True)["state_dict"]["layer.weight"])
+
+
+def test_save_last_link_points_at_the_newest_checkpoint(tmp_path):
+    from conftest import BoringModel, random_loader
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last="link", save_top_k=-1, filename="{epoch}")
+    trainer = ember.Trainer(max_epochs=3, callbacks=[checkpoint], enable_progress_bar=False,
+                            enable_model_summary=False, logger=False, accelerator="cpu")
+    trainer.fit(BoringModel(), random_loader())
+    last = tmp_path / "last.ckpt"
+    assert last.is_symlink() and os.readlink(last) == "epoch=2.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 2
+    assert checkpoint.last_model_path == str(last)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch=0.ckpt", "epoch=1.ckpt", "epoch=2.ckpt", "last.ckpt"]
+
+
+def test_save_last_link_writes_a_file_when_nothing_new_was_saved(tmp_path):
+    from conftest import BoringModel, random_loader
+
+    class Worse(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("score", float(self.current_epoch))  # best at epoch 0 with mode="min"
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="score", save_last="link", filename="{epoch}")
+    trainer = ember.Trainer(max_epochs=2, callbacks=[checkpoint], enable_progress_bar=False,
+                            enable_model_summary=False, logger=False, accelerator="cpu")
+    trainer.fit(Worse(), random_loader(), random_loader())
+    last = tmp_path / "last.ckpt"
+    assert not last.is_symlink()  # epoch 1 was not in the top 1: last.ckpt is a complete file of epoch 1
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+    assert checkpoint.best_model_path == str(tmp_path / "epoch=0.ckpt")

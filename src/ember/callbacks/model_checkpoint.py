@@ -46,8 +46,10 @@ class ModelCheckpoint(Callback):
     A missing ``monitor`` raises ``ValueError``, except before the first validation of the fit (a step-based
     save may come first), where it warns once and skips. Without ``every_n_train_steps``,
     ``train_time_interval`` or ``every_n_epochs``, it saves every epoch.
-    ``save_last=True`` also writes ``last.ckpt`` at every save point; ``save_last="link"`` is accepted and
-    currently writes a full copy, like True. ``save_on_train_epoch_end=True`` saves only at the end of the
+    ``save_last=True`` also writes ``last.ckpt`` at every save point; ``save_last="link"`` makes
+    ``last.ckpt`` a relative symlink to the file this save point wrote (a full file when it wrote none, or
+    where the file system has no symlinks), so one save never writes two copies and ``last`` never links
+    to itself. ``save_on_train_epoch_end=True`` saves only at the end of the
     training epoch (not after mid-epoch validation); with None or False, the end-of-epoch save happens
     when validation ran at this epoch's end, or when no validation is configured.
     """
@@ -126,6 +128,7 @@ class ModelCheckpoint(Callback):
         self._last_save_time = time.monotonic()
         self._validated = False  # validation has run in this fit, so a missing monitor is an error
         self._warned_missing = False
+        self._written = ""
 
     @property
     def state_key(self) -> str:
@@ -247,6 +250,7 @@ class ModelCheckpoint(Callback):
         logged = sorted(metrics)
         metrics["epoch"] = torch.tensor(trainer.current_epoch)
         metrics["step"] = torch.tensor(trainer.global_step)
+        self._written = ""  # the top-k file this save point writes, if any: what last.ckpt links to
         if top_k and self.save_top_k != 0:
             if self.monitor is None:
                 self._save_latest(trainer, metrics)
@@ -316,12 +320,18 @@ class ModelCheckpoint(Callback):
     def _save_last(self, trainer: Any, metrics: dict) -> None:
         previous = self.last_model_path
         self.last_model_path = self._free_path(metrics, reusable=previous, filename=self.CHECKPOINT_NAME_LAST)
-        self._write(trainer, self.last_model_path)
+        target = self._written
+        if self.save_last == "link" and target and target != self.last_model_path and trainer.is_global_zero \
+                and _link(target, self.last_model_path):
+            self._last_global_step_saved = trainer.global_step
+        else:  # save_last=True, or nothing new to link to at this save point: a complete file
+            self._write(trainer, self.last_model_path)
         if previous:
             self._remove(trainer, previous, self.last_model_path)
 
     def _write(self, trainer: Any, filepath: str) -> None:
         trainer.save_checkpoint(filepath, weights_only=self.save_weights_only)
+        self._written = filepath
         self._last_global_step_saved = trainer.global_step
         self._last_save_time = time.monotonic()
         if trainer.is_global_zero:
@@ -362,3 +372,17 @@ def _missing_metric_message(owner: str, monitor: str, logged: list, trainer: Any
     where = "validation_step" if trainer._val_enabled else "training_step"
     return (f"{owner} found no metric {monitor!r}; {found}. Log it with self.log({monitor!r}, ...) in {where}, "
             "or fix `monitor`.")
+
+
+def _link(target: str, link: str) -> bool:
+    """Point ``link`` at ``target`` (a relative symlink in the same folder), replacing it atomically.
+    False where the file system has no symlinks: the caller then writes a full file."""
+    tmp = os.path.join(os.path.dirname(link), f".{os.path.basename(link)}.link.tmp")
+    try:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(os.path.relpath(target, os.path.dirname(link)), tmp)
+        os.replace(tmp, link)
+        return True
+    except OSError:
+        return False
