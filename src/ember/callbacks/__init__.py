@@ -1,8 +1,26 @@
-"""Callbacks: plain objects with named hook methods (see ``Callback``)."""
+"""Callbacks: plain objects with named hook methods (see ``Callback``).
+
+The heavier ones (rich, the finders) import what they need only when constructed.
+"""
 from ember.callbacks.callback import Callback
+from ember.callbacks.device_stats_monitor import DeviceStatsMonitor
 from ember.callbacks.early_stopping import EarlyStopping
+from ember.callbacks.finetuning import BackboneFinetuning, BaseFinetuning
+from ember.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
+from ember.callbacks.lambda_function import LambdaCallback
+from ember.callbacks.lr_monitor import LearningRateMonitor
 from ember.callbacks.model_checkpoint import ModelCheckpoint
 from ember.callbacks.model_summary import ModelSummary
+from ember.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
+from ember.callbacks.prediction_writer import BasePredictionWriter
 from ember.callbacks.progress import ProgressBar, TQDMProgressBar
+from ember.callbacks.throughput_monitor import ThroughputMonitor
+from ember.callbacks.timer import Timer
+from ember.callbacks.weight_averaging import EMAWeightAveraging, StochasticWeightAveraging, WeightAveraging
 
-__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "ModelSummary", "ProgressBar", "TQDMProgressBar"]
+__all__ = [
+    "BackboneFinetuning", "BaseFinetuning", "BasePredictionWriter", "Callback", "DeviceStatsMonitor",
+    "EMAWeightAveraging", "EarlyStopping", "GradientAccumulationScheduler", "LambdaCallback",
+    "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar",
+    "StochasticWeightAveraging", "TQDMProgressBar", "ThroughputMonitor", "Timer", "WeightAveraging",
+]

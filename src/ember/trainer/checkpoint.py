@@ -143,9 +143,11 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
 
 
 def restore_training_state(trainer: Any, checkpoint: dict, path: Any) -> None:
-    """Load a checkpoint into the running fit: weights, optimizers, schedulers, callbacks, data, progress."""
-    module = trainer.lightning_module
-    load_weights(module, checkpoint, path)
+    """Load a checkpoint into the running fit: weights, callbacks, optimizers, schedulers, data, progress.
+
+    Callbacks come before optimizers, as in Lightning: one that changed the optimizer (a finetuning callback
+    adding a param group) rebuilds that in ``on_load_checkpoint`` so the optimizer's state fits.
+    """
     for key in ("optimizer_states", "loops"):
         if key not in checkpoint:
             raise KeyError(
@@ -153,28 +155,30 @@ def restore_training_state(trainer: Any, checkpoint: dict, path: Any) -> None:
                 "save_weights_only=True, or by another tool). Load only the weights with "
                 "`Model.load_from_checkpoint(path)` and start a new fit."
             )
-    saved_opts = checkpoint["optimizer_states"]
-    if len(saved_opts) != len(trainer.optimizers):
-        raise ValueError(f"{path} holds {len(saved_opts)} optimizer states but configure_optimizers returned "
-                         f"{len(trainer.optimizers)} optimizers; resume with the same configure_optimizers.")
-    for opt, state in zip(trainer.optimizers, saved_opts):
-        opt.load_state_dict(state)
-    for cfg, state in zip(trainer.lr_scheduler_configs, checkpoint.get("lr_schedulers", [])):
-        cfg.scheduler.load_state_dict(state)
-    trainer._precision.load_state_dict(checkpoint.get("MixedPrecision", {}))
-    callback_states = checkpoint.get("callbacks", {})
-    for cb in trainer.callbacks:
-        if cb.state_key in callback_states:
-            cb.load_state_dict(callback_states[cb.state_key])
-        cb.on_load_checkpoint(trainer, module, checkpoint)
-    datamodule = trainer.datamodule
-    if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
-        datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
     progress = checkpoint["loops"].get("ember")
     if progress is None:
         raise KeyError(f"Cannot resume training from {path}: its 'loops' entry was not written by ember (a "
                        "PyTorch Lightning checkpoint?). Load the weights with `Model.load_from_checkpoint(path)` "
                        "and start a new fit.")
+    saved_opts = checkpoint["optimizer_states"]
+    if len(saved_opts) != len(trainer.optimizers):
+        raise ValueError(f"{path} holds {len(saved_opts)} optimizer states but configure_optimizers returned "
+                         f"{len(trainer.optimizers)} optimizers; resume with the same configure_optimizers.")
+    module = trainer.lightning_module
+    load_weights(module, checkpoint, path)
+    callback_states = checkpoint.get("callbacks", {})
+    for cb in trainer.callbacks:
+        if cb.state_key in callback_states:
+            cb.load_state_dict(callback_states[cb.state_key])
+        cb.on_load_checkpoint(trainer, module, checkpoint)
+    for opt, state in zip(trainer.optimizers, saved_opts):
+        opt.load_state_dict(state)
+    for cfg, state in zip(trainer.lr_scheduler_configs, checkpoint.get("lr_schedulers", [])):
+        cfg.scheduler.load_state_dict(state)
+    trainer._precision.load_state_dict(checkpoint.get("MixedPrecision", {}))
+    datamodule = trainer.datamodule
+    if datamodule is not None and type(datamodule).__qualname__ in checkpoint:
+        datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
     trainer._progress.load_state_dict(progress)
     if trainer._progress.batch_idx:
         trainer._resumed_train_metrics = checkpoint["loops"].get("ember_train_metrics")
