@@ -1,0 +1,122 @@
+"""``LearningRateFinder`` and ``BatchSizeFinder``: the Tuner's searches as callbacks, run at ``on_fit_start``.
+
+``on_fit_start`` comes after ``setup``, ``configure_model``, ``configure_optimizers`` and the first request
+for dataloaders, so a search sees the model exactly as the fit will train it. The tuner package (and with
+it any plotting) is imported only when a search runs.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Optional
+
+from ember.callbacks.callback import Callback
+
+
+class LearningRateFinder(Callback):
+    """Run the learning-rate range test when fit starts, then train with the suggestion.
+
+    The sweep trains ``num_training_steps`` steps on a separate quiet Trainer, restores the weights and
+    optimizer state, writes the suggested rate to ``model.lr``/``model.hparams.lr``/``learning_rate``
+    (``update_attr``) and to the running optimizer's param groups. ``optimal_lr`` holds the finder object,
+    as in Lightning: read ``optimal_lr.suggestion()``, ``optimal_lr.results``, ``optimal_lr.plot()``.
+
+    >>> import ember
+    >>> from ember.callbacks.finders import LearningRateFinder
+    >>> trainer = ember.Trainer(callbacks=[LearningRateFinder(num_training_steps=50)], logger=False)
+    """
+
+    SUPPORTED_MODES = ("linear", "exponential")
+
+    def __init__(self, min_lr: float = 1e-8, max_lr: float = 1, num_training_steps: int = 100,
+                 mode: str = "exponential", early_stop_threshold: Optional[float] = 4.0, update_attr: bool = True,
+                 attr_name: str = "") -> None:
+        mode = mode.lower()
+        if mode not in self.SUPPORTED_MODES:
+            raise ValueError(f"LearningRateFinder(mode={mode!r}) must be one of {self.SUPPORTED_MODES}.")
+        self._min_lr = min_lr
+        self._max_lr = max_lr
+        self._num_training_steps = num_training_steps
+        self._mode = mode
+        self._early_stop_threshold = early_stop_threshold
+        self._update_attr = update_attr
+        self._attr_name = attr_name
+        self.optimal_lr: Any = None  # the _LRFinder of the last search
+
+    def lr_find(self, trainer: Any, pl_module: Any) -> None:
+        """Run the search now, inside ``trainer``'s running fit (override a hook and call this to search later)."""
+        from ember.tuner.lr_finder import lr_find
+
+        self.optimal_lr = lr_find(trainer, pl_module, min_lr=self._min_lr, max_lr=self._max_lr,
+                                  num_training=self._num_training_steps, mode=self._mode,
+                                  early_stop_threshold=self._early_stop_threshold, update_attr=self._update_attr,
+                                  attr_name=self._attr_name, in_fit=True)
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self.lr_find(trainer, pl_module)
+
+
+class BatchSizeFinder(Callback):
+    """Find the largest batch size that fits in memory when fit starts, then train with it.
+
+    The model or datamodule must build its dataloaders from ``batch_arg_name`` (``model.batch_size``,
+    ``model.hparams.batch_size``, ``datamodule.batch_size`` or ``datamodule.hparams.batch_size``); after
+    the search the trainer asks them for new dataloaders. ``optimal_batch_size`` holds the size found.
+
+    The search runs during fit only. ember's evaluation loops have their dataloaders in hand before
+    ``on_validation_start``/``on_test_start``/``on_predict_start``, so for those use
+    ``Tuner(trainer).scale_batch_size(model, method="test")`` before ``trainer.test``.
+
+    >>> import ember
+    >>> from ember.callbacks.finders import BatchSizeFinder
+    >>> trainer = ember.Trainer(callbacks=[BatchSizeFinder(mode="binsearch")], logger=False)
+    """
+
+    SUPPORTED_MODES = ("power", "binsearch")
+
+    def __init__(self, mode: str = "power", steps_per_trial: int = 3, init_val: int = 2, max_trials: int = 25,
+                 batch_arg_name: str = "batch_size", margin: float = 0.05, max_val: int = 8192) -> None:
+        mode = mode.lower()
+        if mode not in self.SUPPORTED_MODES:
+            raise ValueError(f"BatchSizeFinder(mode={mode!r}) must be one of {self.SUPPORTED_MODES}.")
+        if not 0.0 <= margin < 1.0:
+            raise ValueError(f"BatchSizeFinder(margin={margin}) must be in [0, 1).")
+        self.optimal_batch_size: Optional[int] = init_val
+        self._mode = mode
+        self._steps_per_trial = steps_per_trial
+        self._init_val = init_val
+        self._max_trials = max_trials
+        self._batch_arg_name = batch_arg_name
+        self._margin = margin
+        self._max_val = max_val
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage != "fit" and type(self).on_fit_start is BatchSizeFinder.on_fit_start:
+            warnings.warn(f"BatchSizeFinder searches at the start of fit; Trainer.{stage}() runs with the batch size "
+                          "as it is. Call `Tuner(trainer).scale_batch_size(model, method=...)` before it instead.",
+                          stacklevel=2)
+
+    def scale_batch_size(self, trainer: Any, pl_module: Any) -> None:
+        """Run the search now, inside ``trainer``'s running fit, and give the trainer dataloaders of the new size."""
+        from ember.tuner.batch_size_scaling import scale_batch_size
+
+        sources = getattr(trainer, "_sources", {})
+        train_source = sources.get("train")
+        owner = getattr(train_source, "__self__", None)  # a bound train_dataloader method, or None for a DataLoader
+        if owner is None or owner not in (pl_module, trainer.datamodule):
+            raise ValueError(
+                "The batch size finder cannot be used with dataloaders passed directly to `.fit()`: it changes "
+                f"`{self._batch_arg_name}` and asks for new dataloaders, which a DataLoader object cannot give. "
+                "Build the DataLoader in your LightningModule's or LightningDataModule's `train_dataloader()` from "
+                f"`self.{self._batch_arg_name}`, or remove the BatchSizeFinder callback."
+            )
+        self.optimal_batch_size = scale_batch_size(
+            trainer, pl_module, mode=self._mode, steps_per_trial=self._steps_per_trial, init_val=self._init_val,
+            max_trials=self._max_trials, batch_arg_name=self._batch_arg_name, margin=self._margin,
+            max_val=self._max_val, in_fit=True)
+        # the running fit asked for its dataloaders before on_fit_start: ask again, now with the size found
+        trainer._set_train_loader(train_source())
+        if sources.get("validate") is not None:
+            trainer._resolve_eval_data("validate", None, pl_module, reuse=True)
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self.scale_batch_size(trainer, pl_module)
