@@ -197,3 +197,19 @@ def test_toggle_optimizer_and_optimizer_attributes(trainer_kwargs):
 
     ember.Trainer(max_epochs=1, limit_train_batches=1, **trainer_kwargs).fit(Gan(), random_loader())
     assert seen == [True, (True, False), (True, True)]
+
+
+def test_limit_train_batches_fetches_no_batch_beyond_the_limit(trainer_kwargs):
+    fetched = []
+
+    class Counting(torch.utils.data.Dataset):
+        def __len__(self):
+            return 64
+
+        def __getitem__(self, i):
+            fetched.append(i)
+            return torch.randn(32), torch.randn(2)
+
+    trainer = ember.Trainer(max_epochs=1, limit_train_batches=2, **trainer_kwargs)
+    trainer.fit(BoringModel(), torch.utils.data.DataLoader(Counting(), batch_size=8))
+    assert len(fetched) == 16  # two batches of 8, not a third fetched and dropped

@@ -15,6 +15,8 @@ from ember.callbacks.model_summary import ModelSummary
 from ember.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from ember.callbacks.prediction_writer import BasePredictionWriter
 from ember.callbacks.progress import ProgressBar, TQDMProgressBar
+from ember.callbacks.rich_model_summary import RichModelSummary
+from ember.callbacks.rich_progress import RichProgressBar, RichProgressBarTheme
 from ember.callbacks.throughput_monitor import ThroughputMonitor
 from ember.callbacks.timer import Timer
 from ember.callbacks.weight_averaging import EMAWeightAveraging, StochasticWeightAveraging, WeightAveraging
@@ -36,6 +38,9 @@ __all__ = [
     "ModelSummary",
     "OnExceptionCheckpoint",
     "ProgressBar",
+    "RichModelSummary",
+    "RichProgressBar",
+    "RichProgressBarTheme",
     "StochasticWeightAveraging",
     "TQDMProgressBar",
     "ThroughputMonitor",

@@ -308,13 +308,13 @@ def _loss_from(output: Any) -> Optional[Tensor]:
 def _with_is_last(batches: Iterator, start: int, limit: float) -> Iterator:
     """Yield ``(batch, is_last)``. With a known length that is arithmetic; otherwise look one batch ahead."""
     if limit != math.inf:
-        idx = start
         last = int(limit) - 1
-        for batch in batches:
-            if idx > last:
-                return
+        if start > last:
+            return
+        for idx, batch in enumerate(batches, start):
             yield batch, idx == last
-            idx += 1
+            if idx == last:
+                return  # fetch no batch beyond the limit
         return
     try:
         current = next(batches)

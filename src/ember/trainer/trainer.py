@@ -22,6 +22,7 @@ from ember.accelerators import Precision, choose_device
 from ember.callbacks.callback import Callback
 from ember.datamodule import LightningDataModule
 from ember.module import LightningModule
+from ember.profilers import profiling, resolve_profiler
 from ember.trainer import checkpoint as _ckpt
 from ember.trainer import loops
 from ember.trainer.hooks import HookRunner
@@ -123,9 +124,7 @@ class Trainer:
         if num_nodes != 1:
             raise ValueError(f"Trainer(num_nodes={num_nodes}) needs multi-node training, which this version of "
                              "ember does not provide yet. Use num_nodes=1.")
-        if profiler is not None:
-            raise ValueError(f"Trainer(profiler={profiler!r}): profilers are not available in this version of "
-                             "ember. Remove the argument, or use torch.profiler around trainer.fit().")
+        self.profiler = resolve_profiler(profiler)  # a pass-through one costs nothing: it wraps nothing
         self._device = choose_device(accelerator, devices)
         self._precision = Precision("32-true" if precision is None else precision, self._device)
         self.strategy = _SingleDeviceStrategy(self._device)
@@ -361,7 +360,8 @@ class Trainer:
                 "transfer_batch_to_device", "on_before_batch_transfer", "on_after_batch_transfer"))
             self._transfer_batch = self._transfer_custom if custom_transfer else \
                 None if self._device.type == "cpu" and self._precision.param_dtype is None else self._transfer_default
-            yield
+            with profiling(self, fn):  # instruments this run when a profiler is set; on exit undoes and reports
+                yield
             self.state.status = "finished"
         except BaseException as exception:
             if self.state.status != "interrupted":  # preemption (signals.py) has already said so

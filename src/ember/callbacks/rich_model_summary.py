@@ -1,0 +1,90 @@
+"""RichModelSummary: ``ModelSummary``'s table drawn with ``rich`` (an optional dependency: ``pip install rich``)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from torch import nn
+
+from ember.callbacks.model_summary import (
+    ModelSummary, _check_depth, _count, _human_count, _record_sizes, _uninitialized,
+)
+from ember.callbacks.rich_progress import _require_rich
+
+
+class RichModelSummary(ModelSummary):
+    """Print the model summary as a rich table at the start of ``fit`` (on global rank 0 only).
+
+    Args:
+        max_depth: how deep to list submodules: 1 lists the children, -1 every level, 0 prints nothing.
+        header_style: the rich style of the table's header row.
+        console_kwargs: arguments of the ``rich.console.Console`` it prints on (e.g. ``record=True``).
+
+    >>> import ember
+    >>> trainer = ember.Trainer(callbacks=[RichModelSummary(max_depth=2)])  # doctest: +SKIP
+    """
+
+    def __init__(self, max_depth: int = 1, header_style: str = "bold magenta",
+                 console_kwargs: Optional[dict[str, Any]] = None) -> None:
+        _require_rich("RichModelSummary")
+        super().__init__(max_depth)
+        self.header_style = header_style
+        self._console_kwargs = dict(console_kwargs or {})
+        self.console: Any = None  # the console of the last summary printed
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        if self._max_depth == 0 or not trainer.is_global_zero:
+            return
+        from rich.console import Console
+
+        with trainer._precision.forward_context():  # the sizes forward runs in the model's training precision
+            renderables = self.render(pl_module)
+        self.console = Console(**self._console_kwargs)
+        for r in renderables:
+            self.console.print(r)
+
+    def render(self, module: nn.Module) -> list:
+        """The rich renderables: the table of submodules, then the totals."""
+        from rich.table import Table
+        from rich.text import Text
+
+        columns, totals = summary_data(module, self._max_depth)
+        table = Table(header_style=self.header_style)
+        for header in columns:
+            table.add_column(header, justify="right" if header == "Params" else "left",
+                             style="dim" if header == "" else None)
+        for row in zip(*columns.values()):
+            table.add_row(*row)
+        grid = Table.grid()
+        for value, label in totals:
+            grid.add_row(Text.assemble((label, "bold"), f": {value}"))
+        return [table, grid]
+
+
+def summary_data(module: nn.Module, max_depth: int = 1) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """The data of ``ember.callbacks.model_summary.summarize``: its columns, and ``(value, label)`` totals."""
+    _check_depth(max_depth)
+    rows = [(name, m) for name, m in module.named_modules()
+            if name and (max_depth == -1 or name.count(".") < max_depth)]
+    columns: dict[str, list[str]] = {
+        "": [str(i) for i in range(len(rows))],
+        "Name": [name for name, _ in rows],
+        "Type": [type(m).__name__ for _, m in rows],
+        "Params": [_human_count(_count(m.parameters())) for _, m in rows],
+        "Mode": ["train" if m.training else "eval" for _, m in rows],
+    }
+    example = getattr(module, "example_input_array", None)
+    if example is not None and rows:
+        columns["In sizes"], columns["Out sizes"] = _record_sizes(module, [m for _, m in rows], example)
+    params = list(module.parameters())
+    trainable = _count(p for p in params if p.requires_grad)
+    total = _count(params)
+    size_mb = sum(p.numel() * p.element_size() for p in params if not _uninitialized(p)) / 1e6
+    modes = [m.training for m in module.modules()]
+    return columns, [
+        (_human_count(trainable), "Trainable params"),
+        (_human_count(total - trainable), "Non-trainable params"),
+        (_human_count(total), "Total params"),
+        (f"{size_mb:.3f}", "Total estimated model params size (MB)"),
+        (str(sum(modes)), "Modules in train mode"),
+        (str(len(modes) - sum(modes)), "Modules in eval mode"),
+    ]
