@@ -159,8 +159,8 @@ def test_logger_base_defaults():
 
 
 def test_loggers_that_are_not_there_yet_say_so():
-    with pytest.raises(ImportError, match="TensorBoardLogger is not available yet in ember; use CSVLogger"):
-        from ember.loggers import TensorBoardLogger  # noqa: F401
+    with pytest.raises(ImportError, match="CometLogger is not available yet in ember"):
+        from ember.loggers import CometLogger  # noqa: F401
     with pytest.raises(AttributeError):
         ember.loggers.NoSuchLogger
 

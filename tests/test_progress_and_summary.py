@@ -97,7 +97,8 @@ def test_summary_depth_zero_prints_nothing(trainer_kwargs, capsys):
 # --- progress bar: against the Trainer ---------------------------------------------------------------------
 def test_fit_shows_epoch_bar_and_writes_metrics_csv(tmp_path, capsys):
     trainer = ember.Trainer(max_epochs=2, default_root_dir=tmp_path, enable_checkpointing=False,
-                            enable_model_summary=False, log_every_n_steps=2, accelerator="cpu")
+                            enable_model_summary=False, log_every_n_steps=2, accelerator="cpu",
+                            logger=ember.loggers.CSVLogger(tmp_path))
     trainer.fit(BoringModel(), random_loader(32), random_loader(16))
     out = capsys.readouterr().out
     assert "Sanity Checking" in out
@@ -220,3 +221,19 @@ def test_bar_is_disabled_off_global_rank_zero():
 def test_negative_refresh_rate_is_refused():
     with pytest.raises(ValueError, match="refresh_rate=-1"):
         TQDMProgressBar(refresh_rate=-1)
+
+
+def test_default_logger_is_tensorboard_when_installed_else_csv(tmp_path):
+    import importlib.util
+
+    trainer = ember.Trainer(max_epochs=1, default_root_dir=tmp_path, enable_checkpointing=False,
+                            enable_model_summary=False, enable_progress_bar=False, accelerator="cpu")
+    trainer.fit(BoringModel(), random_loader(16))
+    folder = tmp_path / "lightning_logs" / "version_0"
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert type(trainer.logger).__name__ == "TensorBoardLogger"
+        assert list(folder.glob("events.out.tfevents.*"))
+    else:
+        assert type(trainer.logger).__name__ == "CSVLogger"
+        assert (folder / "metrics.csv").is_file()
+    assert (folder / "hparams.yaml").is_file()

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset, random_split
 
 import ember
 from ember.callbacks import EarlyStopping, ModelCheckpoint
+from ember.loggers import CSVLogger
 
 
 class DigitsDataModule(ember.LightningDataModule):
@@ -105,6 +106,7 @@ def run(max_epochs: int = 30, root_dir: str = "ember-demo", seed: int = 0,
         max_epochs=max_epochs,
         default_root_dir=root_dir,
         callbacks=[EarlyStopping(monitor="val_loss", patience=5), checkpoint],
+        logger=CSVLogger(save_dir=root_dir),  # metrics.csv: readable with any tool
         enable_progress_bar=enable_progress_bar,
         log_every_n_steps=10,
     )

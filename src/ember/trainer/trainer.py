@@ -656,6 +656,7 @@ class Trainer:
             params.update(self.datamodule.hparams)
         for lg in self._loggers:
             lg.log_hyperparams(params)
+            lg.log_graph(module)  # a no-op unless the logger draws graphs (TensorBoardLogger(log_graph=True))
             lg.save()
 
     @property
@@ -871,7 +872,13 @@ def _parse_max_time(value: Any) -> Optional[float]:
 def _build_loggers(logger: Any, root: str, disabled: bool) -> list:
     if disabled or logger is False:
         return []
-    if logger is None or logger is True:
+    if logger is None or logger is True:  # as Lightning: TensorBoard when it is installed, else CSV
+        from ember.loggers.tensorboard import _tensorboard_available
+
+        if _tensorboard_available():
+            from ember.loggers.tensorboard import TensorBoardLogger
+
+            return [TensorBoardLogger(save_dir=root)]
         from ember.loggers.csv_logs import CSVLogger
 
         return [CSVLogger(save_dir=root)]

@@ -1,0 +1,251 @@
+"""MLFlowLogger: metrics, parameters and checkpoints in an MLflow tracking store (a local one by default).
+
+This module imports nothing heavy: ``mlflow`` is imported when the logger first talks to its store.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from ember.loggers.logger import Logger, _params_to_dict
+from ember.loggers.tensorboard import _flatten  # shared helper; imports no tensorboard
+
+_MISSING = ("MLFlowLogger needs mlflow, which is not installed. Install it with `pip install mlflow`, or "
+            "`pip install -e '.[mlflow]'` in ember's source tree.")
+_STATUS = {"success": "FINISHED", "finished": "FINISHED", "failed": "FAILED", "interrupted": "KILLED",
+           "killed": "KILLED"}
+
+
+class MLFlowLogger(Logger):
+    """Log to an MLflow run: metrics with their step, hyperparameters as params, checkpoints as artifacts.
+
+    Without ``tracking_uri`` (and no ``MLFLOW_TRACKING_URI`` in the environment) the store is local, under
+    ``save_dir``: the ``file:`` store Lightning uses, or, with MLflow versions that keep that store behind
+    ``MLFLOW_ALLOW_FILE_STORE``, an SQLite database ``{save_dir}/mlflow.db`` with artifacts beside it. Open
+    it with ``mlflow ui --backend-store-uri <the same URI>`` (``logger.tracking_uri``).
+
+    ``name`` is the experiment id and ``version`` the run id. ``log_model=True`` uploads the checkpoints of
+    ``ModelCheckpoint`` when the run ends (at every save when ``save_top_k=-1``), ``"all"`` at every save;
+    each under ``{checkpoint_path_prefix}/{file stem}/`` with a ``metadata.yaml`` (score, monitor, ...).
+    ``finalize`` ends the run as FINISHED, FAILED or KILLED.
+
+    >>> logger = MLFlowLogger(experiment_name="demo", save_dir="./mlruns")   # doctest: +SKIP
+    >>> trainer = Trainer(logger=logger)                                     # doctest: +SKIP
+    """
+
+    LOGGER_JOIN_CHAR = "-"
+
+    def __init__(self, experiment_name: str = "lightning_logs", run_name: Optional[str] = None,
+                 tracking_uri: Optional[str] = None, tags: Optional[dict[str, Any]] = None,
+                 save_dir: Optional[Union[str, os.PathLike]] = "./mlruns",
+                 log_model: Union[bool, Literal["all"]] = False, prefix: str = "",
+                 artifact_location: Optional[str] = None, run_id: Optional[str] = None,
+                 checkpoint_path_prefix: str = "") -> None:
+        if importlib.util.find_spec("mlflow") is None:
+            raise ModuleNotFoundError(_MISSING, name="mlflow")
+        if log_model not in (False, True, "all"):
+            raise ValueError(f"MLFlowLogger(log_model={log_model!r}): use False, True (upload checkpoints when "
+                             "the run ends) or 'all' (upload every checkpoint when it is saved).")
+        self._experiment_name = experiment_name
+        self._run_name = run_name
+        self._save_dir = None if save_dir is None else os.fspath(save_dir)
+        self._tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        self._local_default = self._tracking_uri is None  # the store under save_dir, chosen when first used
+        if self._local_default and self._save_dir is None:
+            raise ValueError("MLFlowLogger needs a tracking_uri or a save_dir to keep the runs in.")
+        if self._tracking_uri is not None and self._tracking_uri.startswith("file:"):
+            self._save_dir = self._tracking_uri[len("file:"):]
+        self.tags = dict(tags or {})
+        self._log_model = log_model
+        self._prefix = prefix
+        self._artifact_location = artifact_location
+        self._run_id = run_id
+        self._experiment_id: Optional[str] = None
+        self._checkpoint_path_prefix = checkpoint_path_prefix
+        self._client: Any = None
+        self._checkpoint_callback: Any = None
+        self._logged_checkpoints: dict[str, float] = {}  # path -> mtime when uploaded
+
+    # --- the run --------------------------------------------------------------------------------------
+    @property
+    def experiment(self) -> Any:
+        """The ``mlflow.tracking.MlflowClient``; the experiment and the run exist once this is read."""
+        if self._client is not None:
+            return self._client
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(self.tracking_uri)
+        if self._run_id is not None:  # continue an existing run
+            self._experiment_id = client.get_run(self._run_id).info.experiment_id
+            self._client = client
+            return client
+        experiment = client.get_experiment_by_name(self._experiment_name)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            raise ValueError(f"MLFlowLogger(experiment_name={self._experiment_name!r}): that experiment was deleted "
+                             f"in {self.tracking_uri}. Restore it (MlflowClient().restore_experiment("
+                             f"{experiment.experiment_id!r})), remove it for good (`mlflow gc`), or pick another name.")
+        if experiment is None:
+            artifact_location = self._artifact_location
+            if artifact_location is None and self._tracking_uri.startswith("sqlite:") and self._local_default:
+                artifact_location = Path(self._save_dir).resolve().as_uri()  # artifacts next to the database
+            self._experiment_id = client.create_experiment(self._experiment_name, artifact_location=artifact_location)
+        else:
+            self._experiment_id = experiment.experiment_id
+        tags = dict(self.tags)
+        if self._run_name is not None:
+            tags["mlflow.runName"] = self._run_name
+        try:
+            from mlflow.tracking.context.registry import resolve_tags  # adds user, source file, git commit
+
+            tags = resolve_tags(tags)
+        except ImportError:
+            pass
+        self._run_id = client.create_run(experiment_id=self._experiment_id, tags=tags).info.run_id
+        self._client = client
+        return client
+
+    @property
+    def tracking_uri(self) -> str:
+        """The store's URI; for the local default, decided here (see the class docstring)."""
+        if self._tracking_uri is None:
+            self._tracking_uri = _local_store_uri(self._save_dir)
+        return self._tracking_uri
+
+    @property
+    def run_id(self) -> str:
+        self.experiment
+        return self._run_id
+
+    @property
+    def experiment_id(self) -> str:
+        self.experiment
+        return self._experiment_id
+
+    @property
+    def name(self) -> str:
+        """The experiment id (a folder name of the ``file:`` store)."""
+        return self.experiment_id
+
+    @property
+    def version(self) -> str:
+        """The run id."""
+        return self.run_id
+
+    @property
+    def save_dir(self) -> Optional[str]:
+        """The local folder of the store, or None for a remote one."""
+        return self._save_dir if self._local_default or (self._tracking_uri or "").startswith("file:") else None
+
+    # --- what the Trainer calls -----------------------------------------------------------------------
+    def log_hyperparams(self, params: Union[Mapping[str, Any], argparse.Namespace, None] = None,
+                        *args: Any, **kwargs: Any) -> None:
+        """Log ``params`` as run params: nested dicts flattened to ``"a/b"`` keys, values as strings.
+
+        MLflow params cannot change: logging a key again with another value is an error of MLflow's.
+        """
+        flat = _flatten(_params_to_dict(params))
+        if not flat:
+            return
+        from mlflow.entities import Param
+
+        try:
+            from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+        except ImportError:
+            MAX_PARAM_VAL_LENGTH = 250
+        items = [Param(key=k, value=str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in flat.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.experiment.log_batch(run_id=self.run_id, params=items[start:start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
+        """Log numbers at ``step`` in one batch. Characters MLflow forbids in names are dropped (with a warning)."""
+        from mlflow.entities import Metric
+
+        timestamp_ms = int(time.time() * 1000)
+        batch = []
+        for key, value in metrics.items():
+            key = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
+            if isinstance(value, str):
+                from ember._utils import rank_zero_warn
+
+                rank_zero_warn(f"MLFlowLogger dropped metric {key}={value!r}: MLflow metrics are numbers.")
+                continue
+            clean = re.sub(r"[^a-zA-Z0-9_/. \-]+", "", key)
+            if clean != key:
+                from ember._utils import rank_zero_warn
+
+                rank_zero_warn(f"MLFlowLogger renamed metric {key!r} to {clean!r}: MLflow names may hold letters, "
+                               "digits and the characters _ - . / and space.", RuntimeWarning)
+            batch.append(Metric(key=clean, value=float(value.item() if hasattr(value, "item") else value),
+                                timestamp=timestamp_ms, step=step or 0))
+        if batch:
+            self.experiment.log_batch(run_id=self.run_id, metrics=batch)
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        if self._log_model == "all" or (self._log_model is True and getattr(checkpoint_callback, "save_top_k", 1) == -1):
+            self._log_checkpoints(checkpoint_callback)
+        elif self._log_model is True:
+            self._checkpoint_callback = checkpoint_callback  # uploaded once, when the run ends
+
+    def finalize(self, status: str) -> None:
+        """Upload pending checkpoints and end the run: "success" -> FINISHED, "failed" -> FAILED."""
+        if self._client is None:  # never logged: no run to end
+            return
+        if self._checkpoint_callback is not None:
+            self._log_checkpoints(self._checkpoint_callback)
+        self._client.set_terminated(self._run_id, _STATUS.get(status, str(status).upper()))
+
+    def _log_checkpoints(self, checkpoint_callback: Any) -> None:
+        import yaml
+
+        for path, mtime, score in _checkpoints_to_upload(checkpoint_callback, self._logged_checkpoints):
+            artifact_path = str(Path(self._checkpoint_path_prefix) / Path(path).stem)
+            self.experiment.log_artifact(self.run_id, path, artifact_path)
+            aliases = ["latest", "best"] if path == checkpoint_callback.best_model_path else ["latest"]
+            metadata = {"score": score, "original_filename": Path(path).name, "aliases": aliases,
+                        "monitor": getattr(checkpoint_callback, "monitor", None),
+                        "mode": getattr(checkpoint_callback, "mode", None),
+                        "save_top_k": getattr(checkpoint_callback, "save_top_k", None)}
+            with tempfile.TemporaryDirectory() as tmp:
+                with open(os.path.join(tmp, "metadata.yaml"), "w") as f:
+                    yaml.safe_dump(metadata, f, sort_keys=False)
+                self.experiment.log_artifact(self.run_id, os.path.join(tmp, "metadata.yaml"), artifact_path)
+            self._logged_checkpoints[path] = mtime
+
+
+def _local_store_uri(save_dir: str) -> str:
+    """``file:{save_dir}`` where this MLflow accepts it, else ``sqlite:///{save_dir}/mlflow.db``."""
+    try:
+        from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+    except ImportError:  # MLflow before the file store was set aside
+        return f"file:{save_dir}"
+    if MLFLOW_ALLOW_FILE_STORE.get():
+        return f"file:{save_dir}"
+    os.makedirs(save_dir, exist_ok=True)
+    return f"sqlite:///{os.path.abspath(os.path.join(save_dir, 'mlflow.db'))}"
+
+
+def _checkpoints_to_upload(checkpoint_callback: Any, uploaded: dict[str, float]) -> list[tuple[str, float, Any]]:
+    """``(path, mtime, score)`` of the callback's checkpoints not uploaded since they were last written,
+    oldest first. Shared by the loggers that upload checkpoints (MLflow, W&B)."""
+    scores: dict[str, Any] = dict(getattr(checkpoint_callback, "best_k_models", {}) or {})
+    best = getattr(checkpoint_callback, "best_model_path", "")
+    if best and best not in scores:
+        scores[best] = getattr(checkpoint_callback, "best_model_score", None)
+    last = getattr(checkpoint_callback, "last_model_path", "")
+    if last and last not in scores:
+        scores[last] = getattr(checkpoint_callback, "current_score", None)
+    found = []
+    for path, score in scores.items():
+        if not path or not os.path.isfile(path):
+            continue
+        mtime = os.path.getmtime(path)
+        if uploaded.get(path) != mtime:
+            found.append((path, mtime, score.item() if hasattr(score, "item") else score))
+    return sorted(found, key=lambda item: item[1])
