@@ -53,6 +53,12 @@ def summarize(module: nn.Module, max_depth: int = 1) -> str:
     3         Modules in train mode
     0         Modules in eval mode
     """
+    columns, totals = summary_data(module, max_depth)
+    return "\n".join(_table(columns) + [f"{value:<9} {label}" for value, label in totals])
+
+
+def summary_data(module: nn.Module, max_depth: int = 1) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """The data of ``ember.callbacks.model_summary.summarize``: its columns, and ``(value, label)`` totals."""
     _check_depth(max_depth)
     rows = [(name, m) for name, m in module.named_modules()
             if name and (max_depth == -1 or name.count(".") < max_depth)]
@@ -65,23 +71,20 @@ def summarize(module: nn.Module, max_depth: int = 1) -> str:
     }
     example = getattr(module, "example_input_array", None)
     if example is not None and rows:
-        in_sizes, out_sizes = _record_sizes(module, [m for _, m in rows], example)
-        columns["In sizes"] = in_sizes
-        columns["Out sizes"] = out_sizes
-
+        columns["In sizes"], columns["Out sizes"] = _record_sizes(module, [m for _, m in rows], example)
     params = list(module.parameters())
     trainable = _count(p for p in params if p.requires_grad)
     total = _count(params)
     size_mb = sum(p.numel() * p.element_size() for p in params if not _uninitialized(p)) / 1e6
     modes = [m.training for m in module.modules()]
-    return "\n".join(_table(columns) + [
-        f"{_human_count(trainable):<9} Trainable params",
-        f"{_human_count(total - trainable):<9} Non-trainable params",
-        f"{_human_count(total):<9} Total params",
-        f"{size_mb:<9.3f} Total estimated model params size (MB)",
-        f"{sum(modes):<9} Modules in train mode",
-        f"{len(modes) - sum(modes):<9} Modules in eval mode",
-    ])
+    return columns, [
+        (_human_count(trainable), "Trainable params"),
+        (_human_count(total - trainable), "Non-trainable params"),
+        (_human_count(total), "Total params"),
+        (f"{size_mb:.3f}", "Total estimated model params size (MB)"),
+        (str(sum(modes)), "Modules in train mode"),
+        (str(len(modes) - sum(modes)), "Modules in eval mode"),
+    ]
 
 
 def _check_depth(max_depth: int) -> None:

@@ -5,9 +5,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-from ember.callbacks.model_summary import (
-    ModelSummary, _check_depth, _count, _human_count, _record_sizes, _uninitialized,
-)
+from ember.callbacks.model_summary import ModelSummary, summary_data
 from ember.callbacks.rich_progress import _require_rich
 
 
@@ -58,33 +56,3 @@ class RichModelSummary(ModelSummary):
         for value, label in totals:
             grid.add_row(Text.assemble((label, "bold"), f": {value}"))
         return [table, grid]
-
-
-def summary_data(module: nn.Module, max_depth: int = 1) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
-    """The data of ``ember.callbacks.model_summary.summarize``: its columns, and ``(value, label)`` totals."""
-    _check_depth(max_depth)
-    rows = [(name, m) for name, m in module.named_modules()
-            if name and (max_depth == -1 or name.count(".") < max_depth)]
-    columns: dict[str, list[str]] = {
-        "": [str(i) for i in range(len(rows))],
-        "Name": [name for name, _ in rows],
-        "Type": [type(m).__name__ for _, m in rows],
-        "Params": [_human_count(_count(m.parameters())) for _, m in rows],
-        "Mode": ["train" if m.training else "eval" for _, m in rows],
-    }
-    example = getattr(module, "example_input_array", None)
-    if example is not None and rows:
-        columns["In sizes"], columns["Out sizes"] = _record_sizes(module, [m for _, m in rows], example)
-    params = list(module.parameters())
-    trainable = _count(p for p in params if p.requires_grad)
-    total = _count(params)
-    size_mb = sum(p.numel() * p.element_size() for p in params if not _uninitialized(p)) / 1e6
-    modes = [m.training for m in module.modules()]
-    return columns, [
-        (_human_count(trainable), "Trainable params"),
-        (_human_count(total - trainable), "Non-trainable params"),
-        (_human_count(total), "Total params"),
-        (f"{size_mb:.3f}", "Total estimated model params size (MB)"),
-        (str(sum(modes)), "Modules in train mode"),
-        (str(len(modes) - sum(modes)), "Modules in eval mode"),
-    ]

@@ -11,7 +11,40 @@ from typing import Any, Callable, Optional, TextIO, Union
 from ember.loggers.logger import Logger, _params_to_dict
 
 
-class CSVLogger(Logger):
+class _VersionedLogger(Logger):
+    """A logger that writes under ``{save_dir}/{name}/version_{n}`` (CSV, TensorBoard); subclasses set
+    ``_save_dir``, ``_name`` (may be "") and ``_version`` (None: the next free number, fixed on first access)."""
+
+    _save_dir: str
+    _name: str
+    _version: Optional[Union[int, str]]
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> Union[int, str]:
+        """The version, fixed on first access: the next free ``version_{n}`` unless one was given."""
+        if self._version is None:
+            self._version = _next_version(self.root_dir)
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        return os.path.join(self._save_dir, self._name) if self._name else self._save_dir
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version
+        return os.path.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+
+
+class CSVLogger(_VersionedLogger):
     """Write ``{save_dir}/{name}/version_{n}/metrics.csv`` and ``hparams.yaml``.
 
     Each ``log_metrics`` call is one row; the columns are every key seen so far, sorted, with
@@ -45,29 +78,6 @@ class CSVLogger(Logger):
         self._flush_every = flush_logs_every_n_steps
         self._experiment: Optional[_CSVWriter] = None
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> Union[int, str]:
-        """The version, fixed on first access: the next free integer unless one was given."""
-        if self._version is None:
-            self._version = _next_version(self.root_dir)
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def root_dir(self) -> str:
-        return os.path.join(self._save_dir, self._name) if self._name else self._save_dir
-
-    @property
-    def log_dir(self) -> str:
-        version = self.version
-        return os.path.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
 
     @property
     def experiment(self) -> _CSVWriter:

@@ -12,8 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
-from ember.loggers.csv_logs import _atomic_write, _next_version, _yaml_plain
-from ember.loggers.logger import Logger, _params_to_dict
+from ember.loggers.csv_logs import _atomic_write, _VersionedLogger, _yaml_plain
+from ember.loggers.logger import _params_to_dict
 
 _MISSING = ("TensorBoardLogger needs tensorboard (or tensorboardX), which is not installed. Install it with "
             "`pip install tensorboard`, or `pip install -e '.[tensorboard]'` in ember's source tree; or use "
@@ -28,7 +28,7 @@ def _tensorboard_available() -> bool:
     return any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
 
 
-class TensorBoardLogger(Logger):
+class TensorBoardLogger(_VersionedLogger):
     """Write TensorBoard event files to ``{save_dir}/{name}/version_{n}/{sub_dir}``.
 
     ``log_metrics`` adds one scalar per key at ``step``. ``log_hyperparams`` writes ``hparams.yaml`` and
@@ -65,30 +65,10 @@ class TensorBoardLogger(Logger):
         self._session_started = False
         self.hparams: dict[str, Any] = {}
 
-    # --- where the files go (the same layout as CSVLogger) ------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> Union[int, str]:
-        """The version, fixed on first access: the next free ``version_{n}`` unless one was given."""
-        if self._version is None:
-            self._version = _next_version(self.root_dir)
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def root_dir(self) -> str:
-        return os.path.join(self._save_dir, self._name) if self._name else self._save_dir
-
+    # --- where the files go: CSVLogger's layout, plus sub_dir ------------------------------------------
     @property
     def log_dir(self) -> str:
-        version = self.version
-        log_dir = os.path.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+        log_dir = super().log_dir
         return os.path.join(log_dir, self._sub_dir) if self._sub_dir else log_dir
 
     @property
