@@ -6,6 +6,7 @@ validation, early stopping, checkpointing of the best model, and a test of that 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Optional
 
@@ -111,6 +112,12 @@ def run(max_epochs: int = 30, root_dir: str = "ember-demo", seed: int = 0,
         log_every_n_steps=10,
     )
     trainer.fit(model, datamodule=datamodule)
+    try:
+        from ember.plot import plot_metrics
+
+        print(f"curves: {plot_metrics(os.path.join(trainer.log_dir, 'metrics.csv'))}")
+    except ImportError as e:  # matplotlib is optional: the run itself does not need it
+        print(f"curves: not drawn ({e})")
     results = trainer.test(ckpt_path="best", datamodule=datamodule, verbose=False)[0]
     seconds = time.perf_counter() - start
     print(f"best checkpoint: {checkpoint.best_model_path}")

@@ -36,6 +36,13 @@ class LightningModule(nn.Module):
     0.1
     """
 
+    # Properties TorchScript must not compile (``to_torchscript(method="script")``); a subclass adds its own
+    # with ``__jit_unused_properties__ = LightningModule.__jit_unused_properties__ + ["name"]``.
+    __jit_unused_properties__ = [
+        "trainer", "device", "dtype", "current_epoch", "global_step", "global_rank", "local_rank",
+        "logger", "loggers", "on_gpu", "hparams", "hparams_initial",
+    ]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer: Optional["Trainer"] = None
@@ -45,14 +52,16 @@ class LightningModule(nn.Module):
         self._log_store: Any = None  # set by the Trainer while a loop runs
         self.automatic_optimization: bool = True
         self.example_input_array: Any = None
+        self._jit_is_scripting: bool = False  # set by ember.export while TorchScript inspects the module
 
     # --- what the trainer owns ------------------------------------------------------------------
     @property
     def trainer(self) -> "Trainer":
-        if self._trainer is None:
+        if self._trainer is None and not self._jit_is_scripting:
             raise RuntimeError(
                 f"{type(self).__name__} is not attached to a Trainer: `self.trainer` exists only while "
-                "`trainer.fit/validate/test/predict` runs. Pass the model to one of them first."
+                "`trainer.fit/validate/test/predict` runs. Pass the model to one of them first. (To script or "
+                "trace a model outside a Trainer, call `model.to_torchscript(method='script' or 'trace')`.)"
             )
         return self._trainer
 
@@ -333,6 +342,29 @@ class LightningModule(nn.Module):
         for p in self.parameters():
             p.requires_grad = True
         self.train()
+
+    # --- export (ember/export.py) -----------------------------------------------------------------------
+    def to_onnx(self, file_path: Any, input_sample: Any = None, **kwargs: Any) -> Any:
+        """Write the model as ONNX (``torch.onnx.export``) run on ``input_sample`` or
+        ``self.example_input_array``; ``kwargs`` go to ``torch.onnx.export``."""
+        from ember.export import to_onnx
+
+        return to_onnx(self, file_path, input_sample, **kwargs)
+
+    def to_torchscript(self, file_path: Any = None, method: str = "script", example_inputs: Any = None,
+                       **kwargs: Any) -> Any:
+        """A ``ScriptModule`` from ``torch.jit.script`` (``method="script"``) or ``torch.jit.trace``
+        (``"trace"``, on ``example_inputs`` or ``self.example_input_array``), saved when ``file_path`` is given."""
+        from ember.export import to_torchscript
+
+        return to_torchscript(self, file_path, method, example_inputs, **kwargs)
+
+    def to_exported_program(self, input_sample: Any = None, file_path: Any = None, **kwargs: Any) -> Any:
+        """A ``torch.export.ExportedProgram`` of ``forward`` on ``input_sample`` or ``self.example_input_array``,
+        saved with ``torch.export.save`` when ``file_path`` is given. (Not in Lightning: ember's addition.)"""
+        from ember.export import to_exported_program
+
+        return to_exported_program(self, input_sample, file_path, **kwargs)
 
     # --- checkpoints ------------------------------------------------------------------------------------
     @classmethod
