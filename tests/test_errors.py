@@ -45,7 +45,10 @@ def test_fit_with_something_that_is_not_a_module(trainer_kwargs):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"strategy": "ddp"}, r"strategy='ddp'.*Use strategy='auto'"),
+        ({"strategy": "deepspeed"}, r"strategy='deepspeed'.*not a strategy ember knows.*'ddp'"),
+        ({"strategy": "single_device", "devices": 2}, r"strategy='single_device'.*devices=2.*Use strategy='ddp'"),
+        ({"devices": 0}, r"devices=0.*positive int"),
+        ({"num_nodes": 0}, r"num_nodes=0.*int >= 1"),
         ({"accelerator": "tpu"}, r"accelerator='tpu'.*not supported.*'cpu'"),
         ({"gradient_clip_algorithm": "l2"}, r"gradient_clip_algorithm='l2'.*'norm' or 'value'"),
         ({"limit_train_batches": 1.5}, r"limit_train_batches=1\.5.*\[0\.0, 1\.0\].*int >= 0"),

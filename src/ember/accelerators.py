@@ -25,8 +25,12 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def choose_device(accelerator: Any, devices: Any) -> torch.device:
-    """Turn ``Trainer(accelerator=..., devices=...)`` into one torch.device (one device per process)."""
+def resolve_devices(accelerator: Any, devices: Any) -> tuple:
+    """``Trainer(accelerator=..., devices=...)`` -> (device type, device indices: one entry per process on this node).
+
+    ``devices="auto"`` means one device (ember does not start many processes unless asked; ``devices=-1`` takes
+    every GPU). On the CPU, ``devices=N`` means N processes.
+    """
     if not isinstance(accelerator, str) or accelerator.lower() not in _ACCELERATORS:
         raise ValueError(
             f"Trainer(accelerator={accelerator!r}) is not supported; use one of {list(_ACCELERATORS)}."
@@ -44,23 +48,42 @@ def choose_device(accelerator: Any, devices: Any) -> torch.device:
     if accelerator == "mps" and not _mps_available():
         raise RuntimeError("Trainer(accelerator='mps') asks for Apple's MPS device, which this machine does not "
                            "have. Use Trainer(accelerator='cpu') or 'auto'.")
-    index = _device_index(devices, accelerator)
-    if accelerator == "cuda":
-        return torch.device("cuda", index)
-    return torch.device(accelerator)
+    return accelerator, _device_indices(devices, accelerator)
 
 
-def _device_index(devices: Any, accelerator: str) -> int:
-    if devices in ("auto", None, 1, "1", -1, "-1"):
-        return 0
-    if isinstance(devices, (list, tuple)) and len(devices) == 1:
-        return int(devices[0])
-    if isinstance(devices, str) and devices.strip().rstrip(",").isdigit() and devices.endswith(","):
-        return int(devices.rstrip(","))
-    raise ValueError(
-        f"Trainer(devices={devices!r}) asks for more than one {accelerator} device in one process, which needs a "
-        "distributed strategy that this version of ember does not provide yet. Use devices=1."
-    )
+def choose_device(accelerator: Any, devices: Any) -> torch.device:
+    """The one torch.device of a single-device run."""
+    kind, indices = resolve_devices(accelerator, devices)
+    return torch.device("cuda", indices[0]) if kind == "cuda" else torch.device(kind)
+
+
+def _device_indices(devices: Any, accelerator: str) -> list:
+    value = devices
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("auto", "-1") or text.lstrip("-").isdigit():
+            value = text if text == "auto" else int(text)
+        elif all(part.strip().isdigit() for part in text.rstrip(",").split(",")):
+            value = [int(part) for part in text.rstrip(",").split(",")]  # "0,1" or "1," (the device with index 1)
+    if value in ("auto", None):
+        return [0]
+    if isinstance(value, bool) or not isinstance(value, (int, list, tuple)) or (isinstance(value, int) and value < -1) \
+            or value == 0 or (isinstance(value, (list, tuple)) and (not value or not all(
+                isinstance(i, int) and i >= 0 for i in value))):
+        raise ValueError(f"Trainer(devices={devices!r}) must be a positive int (how many), -1 (all GPUs), a list of "
+                         "device indices like [0, 1], or 'auto'.")
+    if isinstance(value, int):
+        if accelerator != "cuda":
+            return [0] * (1 if value == -1 else value)  # CPU/MPS: one process per "device"
+        count = torch.cuda.device_count()
+        if value > count:
+            raise ValueError(f"Trainer(devices={value}) asks for {value} GPUs, but this machine has {count}.")
+        return list(range(count if value == -1 else value))
+    indices = list(value)
+    if accelerator == "cuda" and max(indices) >= torch.cuda.device_count():
+        raise ValueError(f"Trainer(devices={devices!r}) names GPU {max(indices)}, but this machine has "
+                         f"{torch.cuda.device_count()} (indices 0..{torch.cuda.device_count() - 1}).")
+    return indices if accelerator == "cuda" else [0] * len(indices)
 
 
 class Precision:

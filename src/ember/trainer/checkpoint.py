@@ -79,15 +79,19 @@ def load_checkpoint(path: Union[str, Path], map_location: Any = None) -> dict:
     return checkpoint
 
 
-def load_weights(module: Any, checkpoint: dict, path: Any, strict: bool = True) -> None:
-    """``on_load_checkpoint``, then the checkpoint's ``state_dict`` into ``module``."""
+def load_weights(module: Any, checkpoint: dict, path: Any, strict: bool = True, strategy: Any = None) -> None:
+    """``on_load_checkpoint``, then the checkpoint's ``state_dict`` into ``module`` (through ``strategy``, which
+    scatters it for a sharded model)."""
     if "state_dict" not in checkpoint:
         raise KeyError(
             f"{path} has no 'state_dict' entry (found keys: {sorted(checkpoint)}); it is not a checkpoint written "
             "by ember or PyTorch Lightning."
         )
     module.on_load_checkpoint(checkpoint)
-    module.load_state_dict(checkpoint["state_dict"], strict=strict)
+    if strategy is not None:
+        strategy.load_model_state_dict(module, checkpoint["state_dict"], strict=strict)
+    else:
+        module.load_state_dict(checkpoint["state_dict"], strict=strict)
 
 
 def _plain_hparams(hparams: Any) -> dict:
@@ -104,7 +108,7 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
         "global_step": trainer.global_step,
         "pytorch-lightning_version": LIGHTNING_FORMAT_VERSION,
         "ember_version": __version__,
-        "state_dict": module.state_dict(),
+        "state_dict": trainer.strategy.lightning_module_state_dict(module),
         "loops": {"ember": trainer._progress.state_dict()},
     }
     results = trainer._train_results
@@ -118,7 +122,7 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
             state = cb.state_dict()
             if state:
                 checkpoint["callbacks"][cb.state_key] = state
-        checkpoint["optimizer_states"] = [opt.state_dict() for opt in trainer.optimizers]
+        checkpoint["optimizer_states"] = [trainer.strategy.optimizer_state(opt) for opt in trainer.optimizers]
         checkpoint["lr_schedulers"] = [cfg.scheduler.state_dict() for cfg in trainer.lr_scheduler_configs]
         precision_state = trainer._precision.state_dict()
         if precision_state:
@@ -165,14 +169,14 @@ def restore_training_state(trainer: Any, checkpoint: dict, path: Any) -> None:
         raise ValueError(f"{path} holds {len(saved_opts)} optimizer states but configure_optimizers returned "
                          f"{len(trainer.optimizers)} optimizers; resume with the same configure_optimizers.")
     module = trainer.lightning_module
-    load_weights(module, checkpoint, path)
+    load_weights(module, checkpoint, path, strategy=trainer.strategy)
     callback_states = checkpoint.get("callbacks", {})
     for cb in trainer.callbacks:
         if cb.state_key in callback_states:
             cb.load_state_dict(callback_states[cb.state_key])
         cb.on_load_checkpoint(trainer, module, checkpoint)
     for opt, state in zip(trainer.optimizers, saved_opts):
-        opt.load_state_dict(state)
+        trainer.strategy.load_optimizer_state_dict(opt, state)
     for cfg, state in zip(trainer.lr_scheduler_configs, checkpoint.get("lr_schedulers", [])):
         cfg.scheduler.load_state_dict(state)
     trainer._precision.load_state_dict(checkpoint.get("MixedPrecision", {}))

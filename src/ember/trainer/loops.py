@@ -29,20 +29,44 @@ def run_fit(trainer: Any) -> None:
         return
     if progress.batch_idx == 0:
         progress.restore_rng()  # a resumed run continues the random streams exactly where the checkpoint left them
-    while not _fit_done(trainer):
-        run_train_epoch(trainer)
+    while True:
+        done = _fit_done(trainer)
         if trainer._signals.received is not None:
             stop_for_signal(trainer)  # SIGTERM/SIGUSR1/SIGINT: last.ckpt, then leave fit
+        if done:
+            break
+        run_train_epoch(trainer)
     hooks.call("on_train_end")
 
 
 def _fit_done(trainer: Any) -> bool:
     p = trainer._progress
+    if trainer.world_size > 1:  # every rank must make the same choice: they vote (a signal on any rank counts)
+        signal, time_up, stop = trainer.strategy.stop_vote.now(_stop_wish(trainer))
+        if signal and trainer._signals.received is None:
+            trainer._signals.received = signal
+        if time_up or stop:
+            return True
     if trainer.max_steps != -1 and p.optimizer_steps >= trainer.max_steps:
         return True
     if trainer.max_epochs != -1 and p.epoch >= trainer.max_epochs:
         return True
     return trainer._time_is_up() or _stop_granted(trainer)
+
+
+def _stop_wish(trainer: Any) -> list:
+    """This rank's reasons to stop: [signal number or 0, max_time reached, should_stop granted]."""
+    return [trainer._signals.received or 0, int(trainer._time_is_up()), int(_stop_granted(trainer))]
+
+
+def _ranks_agree_to_stop(trainer: Any) -> bool:
+    """Under DDP, leave the epoch when the ranks' vote from the previous batch says so (see StopVote)."""
+    answer = trainer.strategy.stop_vote.step(_stop_wish(trainer))
+    if answer is None:
+        return False
+    if answer[0] and trainer._signals.received is None:
+        trainer._signals.received = answer[0]  # another rank was signalled: stop and save here too
+    return any(answer)
 
 
 def _stop_granted(trainer: Any) -> bool:
@@ -76,6 +100,8 @@ def run_train_epoch(trainer: Any) -> None:
     transfer = t._transfer_batch
     wants_outputs = hooks.has("on_train_batch_end")
     signals = t._signals
+    distributed = t.world_size > 1
+    set_grad_sync = t.strategy.set_grad_sync if distributed and accumulate > 1 else None
     is_last = False
 
     batches = _epoch_iterator(loader, p)
@@ -91,6 +117,8 @@ def run_train_epoch(trainer: Any) -> None:
             break  # the module asked to skip the rest of the epoch
         if automatic:
             should_step = p.accumulated + 1 >= accumulate or is_last
+            if set_grad_sync is not None:
+                set_grad_sync(should_step)  # DDP: batches that do not step keep their gradients local
             outputs = training_step_automatic(t, module, optimizer, batch, batch_idx, accumulate, should_step)
             stepped = should_step and outputs is not None
             if outputs is not None and wants_outputs:
@@ -117,8 +145,12 @@ def run_train_epoch(trainer: Any) -> None:
                 and not (is_last and epoch_end_validation):
             run_evaluation(t, "validate", t._val_loaders, t._val_limits)  # mid-epoch validation
             module._log_store = results
-        if (t.should_stop and _stop_granted(t)) or (t.max_steps != -1 and p.optimizer_steps >= t.max_steps) \
-                or t._time_is_up() or signals.received is not None:
+        if t.max_steps != -1 and p.optimizer_steps >= t.max_steps:
+            break
+        if distributed:
+            if _ranks_agree_to_stop(t):
+                break
+        elif (t.should_stop and _stop_granted(t)) or t._time_is_up() or signals.received is not None:
             break
     if signals.received is not None and not is_last:
         return  # preempted mid-epoch: the checkpoint keeps this position, the epoch is not finished
@@ -141,6 +173,7 @@ def finish_train_epoch(trainer: Any, results: Results) -> None:
         t._epoch_end_validated = True
         run_evaluation(t, "validate", t._val_loaders, t._val_limits, epoch_end=True)
     module._log_store = results
+    results.sync_epoch()  # sync_dist values over all ranks, before callbacks read them
     results.epoch_end_reached = True
     hooks.call_callbacks("on_train_epoch_end", monitoring=False)
     hooks.call_module("on_train_epoch_end")

@@ -38,7 +38,7 @@ class _Entry:
     """One logged name in one loop."""
 
     __slots__ = ("name", "prog_bar", "logger", "on_step", "on_epoch", "reduce", "last", "total", "count",
-                 "metric", "sync_dist", "dataloader_idx", "fx")
+                 "metric", "sync_dist", "dataloader_idx", "fx", "synced")
 
     def __init__(self, name: str, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool, reduce: str,
                  sync_dist: bool, dataloader_idx: Optional[int]) -> None:
@@ -55,6 +55,7 @@ class _Entry:
         self.count = 0
         self.metric: Any = None
         self.fx: Optional[str] = None
+        self.synced: Optional[Tensor] = None  # the epoch value over all ranks (sync_dist), once computed
 
     @property
     def forked(self) -> bool:
@@ -64,6 +65,7 @@ class _Entry:
         self.last = value
         if not self.on_epoch or self.metric is not None:
             return
+        self.synced = None
         if value.dtype not in (torch.float32, torch.float64):
             value = value.float()  # integers, and half precision whose sums lose the running total
         total = self.total
@@ -87,9 +89,30 @@ class _Entry:
             return value.detach() if isinstance(value, Tensor) else torch.tensor(float(value))
         if self.total is None:
             return None
+        if self.synced is not None:
+            return self.synced
         if self.reduce == "mean":
             return self.total / max(self.count, 1)
         return self.total
+
+    def sync(self) -> None:
+        """Compute the epoch value over all ranks (a collective: every rank calls it at the same point)."""
+        self.synced = self._synced_epoch_value()
+
+    def _synced_epoch_value(self) -> Tensor:
+        """The epoch value over every rank's samples: for a mean, the sum of values over the sum of batch sizes,
+        so ranks with fewer samples weigh less and the result is the data set's exact mean."""
+        import torch.distributed as dist
+
+        if self.reduce == "mean":
+            both = torch.stack([self.total, torch.tensor(float(self.count), dtype=self.total.dtype,
+                                                         device=self.total.device)])
+            dist.all_reduce(both)
+            return both[0] / both[1].clamp(min=1)
+        value = self.total.clone()
+        op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[self.reduce]
+        dist.all_reduce(value, op=op)
+        return value
 
 
 class Results:
@@ -121,7 +144,7 @@ class Results:
             sync_dist: bool, add_dataloader_idx: bool, batch_size: Optional[int]) -> None:
         entry = self.entries.get(name)
         if entry is not None and entry.fx == fx and value.__class__ is Tensor and value.ndim == 0 \
-                and entry.metric is None and self.num_dataloaders == 1:
+                and entry.metric is None and self.num_dataloaders == 1 and not entry.sync_dist:
             # the same name logged again from the same hook: the per-step path, kept short. A step-only
             # value is detached when read, not here: most steps nobody reads it
             if entry.on_epoch and value.requires_grad and not enable_graph:
@@ -173,6 +196,10 @@ class Results:
         if entry.on_epoch and entry.metric is None and entry.reduce == "mean" and batch_size is None:
             batch_size = self._current_batch_size()
         entry.update(value, batch_size or 1)
+        if entry.sync_dist and entry.on_step and self.stage == "train" and entry.metric is None and _distributed():
+            # a collective at every call, as asked; evaluation steps are synced at the epoch's end only (ranks
+            # may hold different numbers of evaluation batches, so a per-step collective could wait forever)
+            entry.last = _all_reduce_mean(entry.last.detach())
 
     def _new_entry(self, fx: Optional[str], key: str, prog_bar: bool, logger: Optional[bool],
                    on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, sync_dist: bool,
@@ -208,12 +235,14 @@ class Results:
         """The epoch's accumulators so far (torchmetrics objects keep their own state)."""
         return {key: {"fx": e.fx, "prog_bar": e.prog_bar, "logger": e.logger, "on_step": e.on_step,
                       "on_epoch": e.on_epoch, "reduce": e.reduce, "total": e.total, "count": e.count,
+                      "sync_dist": e.sync_dist,
                       "last": None if e.last is None else _detached(e.last)}
                 for key, e in self.entries.items() if e.metric is None and e.dataloader_idx is None}
 
     def load_state_dict(self, state: dict) -> None:
         for key, s in state.items():
-            entry = _Entry(key, s["prog_bar"], s["logger"], s["on_step"], s["on_epoch"], s["reduce"], False, None)
+            entry = _Entry(key, s["prog_bar"], s["logger"], s["on_step"], s["on_epoch"], s["reduce"],
+                           s.get("sync_dist", False), None)
             entry.fx, entry.total, entry.count, entry.last = s["fx"], s["total"], s["count"], s["last"]
             self.entries[key] = entry
 
@@ -247,7 +276,19 @@ class Results:
 
     def epoch_end(self) -> tuple:
         """Reduce the epoch and reset torchmetrics objects: (callback, logger, progress bar) values."""
+        self.sync_epoch()
         return self.reduce(reset=True)
+
+    def sync_epoch(self) -> None:
+        """Under torch.distributed, the epoch values of ``sync_dist=True`` entries over all ranks. Every rank calls
+        this at the same points (epoch ends), so values read later, on rank 0 alone, need no collective."""
+        if not _distributed():
+            return
+        for e in self.entries.values():
+            if e.metric is not None and e.on_epoch:
+                e.metric.compute()  # torchmetrics syncs its states here on every rank and caches the result
+            elif e.sync_dist and e.on_epoch and e.total is not None and e.synced is None:
+                e.sync()
 
     def reduce(self, reset: bool) -> tuple:
         """The epoch's values: (callback values, logger values, progress bar values) as tensors."""
@@ -292,6 +333,20 @@ class Results:
             for i in targets:
                 per_loader[i][name] = value
         return per_loader
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce_mean(value: Tensor) -> Tensor:
+    import torch.distributed as dist
+
+    value = value.clone() if value.is_floating_point() else value.float()
+    dist.all_reduce(value)
+    return value / dist.get_world_size()
 
 
 def _detached(value: Tensor) -> Tensor:

@@ -18,11 +18,13 @@ from typing import Any, Iterable, Optional, Union
 import torch
 
 from ember._utils import is_overridden, move_data_to_device
-from ember.accelerators import Precision, choose_device
+from ember.accelerators import Precision, resolve_devices
 from ember.callbacks.callback import Callback
 from ember.datamodule import LightningDataModule
 from ember.module import LightningModule
 from ember.profilers import profiling, resolve_profiler
+from ember.strategies import launcher
+from ember.strategies.strategy import Strategy
 from ember.trainer import checkpoint as _ckpt
 from ember.trainer import loops
 from ember.trainer.hooks import HookRunner
@@ -39,28 +41,6 @@ class TrainerState:
     fn: Optional[str] = None
     stage: Optional[str] = None  # 'train', 'sanity_check', 'validate', 'test', 'predict'
     status: str = "initializing"  # 'running', 'finished', 'interrupted'
-
-
-class _SingleDeviceStrategy:
-    """One process, one device. ``barrier`` and ``broadcast`` exist so that code written for many ranks runs."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.root_device = device
-
-    def barrier(self, name: Optional[str] = None) -> None:
-        pass
-
-    def broadcast(self, obj: Any, src: int = 0) -> Any:
-        return obj
-
-    def reduce(self, tensor: Any, *args: Any, **kwargs: Any) -> Any:
-        return tensor
-
-    def all_gather(self, tensor: Any, *args: Any, **kwargs: Any) -> Any:
-        return tensor
-
-
-_STRATEGIES = ("auto", "single_device", None)
 
 
 class Trainer:
@@ -116,18 +96,14 @@ class Trainer:
         default_root_dir: Optional[str] = None,
         on_nonfinite_loss: str = "raise",
     ) -> None:
-        if strategy not in _STRATEGIES:
-            raise ValueError(
-                f"Trainer(strategy={strategy!r}) is not available in this version of ember, which trains on one "
-                "device per run. Use strategy='auto'."
-            )
-        if num_nodes != 1:
-            raise ValueError(f"Trainer(num_nodes={num_nodes}) needs multi-node training, which this version of "
-                             "ember does not provide yet. Use num_nodes=1.")
+        _check_int("num_nodes", num_nodes, minimum=1)
+        device_type, device_indices = resolve_devices(accelerator, devices)
+        self.strategy = _resolve_strategy(strategy, device_type, device_indices, num_nodes,
+                                          devices_given=devices not in ("auto", None))
+        self.strategy.sync_batchnorm = sync_batchnorm
         self.profiler = resolve_profiler(profiler)  # a pass-through one costs nothing: it wraps nothing
-        self._device = choose_device(accelerator, devices)
+        self._device = self.strategy.root_device
         self._precision = Precision("32-true" if precision is None else precision, self._device)
-        self.strategy = _SingleDeviceStrategy(self._device)
         self.accelerator = self._device.type
 
         self.fast_dev_run = int(fast_dev_run)
@@ -345,9 +321,14 @@ class Trainer:
         self._hooks = HookRunner(self, model, self.callbacks)
         stage = {"validate": "validate", "test": "test", "predict": "predict"}.get(fn, "fit")
         try:
-            if self.datamodule is not None:
-                self.datamodule.prepare_data()
-            model.prepare_data()
+            self.strategy.setup_environment()  # DDP: start the other processes (plain python) and join them
+            if self.world_size > 1:
+                self._agree_on_logger_versions()
+            if self.local_rank == 0:  # downloads and files: once per machine, the others wait
+                if self.datamodule is not None:
+                    self.datamodule.prepare_data()
+                model.prepare_data()
+            self.strategy.barrier("prepare_data")
             if self.datamodule is not None:
                 self.datamodule.setup(stage)
             for cb in self.callbacks:
@@ -356,6 +337,8 @@ class Trainer:
             model.configure_model()
             self._precision.convert_module(model.to(self._device))
             self._training_step = loops.adapt_step(model.training_step)
+            if fn == "fit":  # DDP wraps the module here: the training step then runs through the wrapper
+                self._training_step = self.strategy.setup_module(model, self._training_step)
             custom_transfer = any(is_overridden(name, model, LightningModule) for name in (
                 "transfer_batch_to_device", "on_before_batch_transfer", "on_after_batch_transfer"))
             self._transfer_batch = self._transfer_custom if custom_transfer else \
@@ -370,8 +353,11 @@ class Trainer:
                 cb.on_exception(self, model, exception)
             for lg in self._loggers:
                 lg.finalize("failed")
+            if isinstance(exception, Exception):
+                launcher.kill_children()  # ranks this process started would wait for it until the timeout
             raise
         finally:
+            self.strategy.teardown()
             for cb in self.callbacks:
                 cb.teardown(self, model, stage)
             model.teardown(stage)
@@ -381,6 +367,13 @@ class Trainer:
             model._log_store = None
         for lg in self._loggers:
             lg.finalize("success")
+
+    def _agree_on_logger_versions(self) -> None:
+        """Every rank uses rank 0's logger version, so that paths built from it (checkpoints) agree."""
+        versions = self.strategy.broadcast([lg.version if hasattr(lg, "_version") else None for lg in self._loggers])
+        for lg, version in zip(self._loggers, versions):
+            if version is not None:
+                lg._version = version
 
     def _merge_model_callbacks(self, model: LightningModule) -> None:
         extra = model.configure_callbacks()
@@ -465,6 +458,8 @@ class Trainer:
             )
         if self.overfit_batches:
             loader = _without_shuffle(loader)
+        if self.use_distributed_sampler and self.world_size > 1:
+            loader = self.strategy.process_dataloader(loader, train=True)  # this rank's share
         self.train_dataloader = loader
         self.num_training_batches = _num_batches(loader, self.limit_train_batches, "limit_train_batches")
         self._val_check_batch = self._compute_val_check_batch()
@@ -490,6 +485,8 @@ class Trainer:
         raw = source() if source is not None else None
         loaders = [] if raw is None else list(raw.values()) if isinstance(raw, dict) else \
             list(raw) if isinstance(raw, (list, tuple)) else [raw]
+        if self.use_distributed_sampler and self.world_size > 1:  # each rank its share, no sample counted twice
+            loaders = [self.strategy.process_dataloader(dl, train=False) for dl in loaders]
         limit = {"validate": self.limit_val_batches, "test": self.limit_test_batches,
                  "predict": self.limit_predict_batches}[stage]
         counts = [_num_batches(dl, limit, f"limit_{kind}_batches") for dl in loaders]
@@ -563,8 +560,10 @@ class Trainer:
         """Write a checkpoint atomically: a temporary file in the same folder, flushed, then renamed."""
         if self._model is None:
             raise RuntimeError("Trainer.save_checkpoint() needs a model: call it during or after trainer.fit().")
-        if self.is_global_zero:
-            _ckpt.atomic_save(_ckpt.dump_checkpoint(self, weights_only), filepath)
+        # DDP: rank 0 writes and no rank waits for another, so calling this on rank 0 alone is fine; a sharded
+        # model (FSDP) gathers its weights, so every rank must call it
+        if self.strategy.save_needs_all_ranks or self.is_global_zero:
+            self.strategy.save_checkpoint(_ckpt.dump_checkpoint(self, weights_only), filepath)
 
     def _resolve_ckpt_path(self, ckpt_path: Optional[str]) -> Optional[str]:
         if ckpt_path is None:
@@ -605,7 +604,8 @@ class Trainer:
         path = self._resolve_ckpt_path(ckpt_path)
         if path is None:
             return
-        _ckpt.load_weights(self.lightning_module, _ckpt.load_checkpoint(path, self._device), path)
+        _ckpt.load_weights(self.lightning_module, _ckpt.load_checkpoint(path, self._device), path,
+                           strategy=self.strategy)
         self.ckpt_path = str(path)
 
     # --- optimisation helpers used by the loop and by manual optimisation ------------------------------------
@@ -684,8 +684,9 @@ class Trainer:
         return self._model  # type: ignore[return-value]
 
     @property
-    def model(self) -> Optional[LightningModule]:
-        return self._model
+    def model(self) -> Optional[torch.nn.Module]:
+        """The model as the strategy runs it (the DDP wrapper under DDP, during fit); else the LightningModule."""
+        return self.strategy.model if self.strategy.model is not None else self._model
 
     @property
     def current_epoch(self) -> int:
@@ -705,22 +706,39 @@ class Trainer:
 
     @property
     def device_ids(self) -> list:
-        return [self._device.index or 0]
+        return list(getattr(self.strategy, "_device_indices", [self._device.index or 0]))
 
     @property
     def num_devices(self) -> int:
-        return 1
+        return self.strategy.num_processes
 
     @property
     def root_device(self) -> torch.device:
         return self._device
 
-    is_global_zero = True
-    global_rank = 0
-    local_rank = 0
-    node_rank = 0
-    world_size = 1
-    num_nodes = 1
+    @property
+    def is_global_zero(self) -> bool:
+        return self.strategy.global_rank == 0
+
+    @property
+    def global_rank(self) -> int:
+        return self.strategy.global_rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.strategy.local_rank
+
+    @property
+    def node_rank(self) -> int:
+        return self.strategy.node_rank
+
+    @property
+    def world_size(self) -> int:
+        return self.strategy.world_size
+
+    @property
+    def num_nodes(self) -> int:
+        return self.strategy.num_nodes
 
     @property
     def training(self) -> bool:
@@ -807,6 +825,46 @@ class Trainer:
 
 
 # --- construction helpers ------------------------------------------------------------------------------------
+_STRATEGY_NAMES = ("auto", "single_device", "ddp", "ddp_find_unused_parameters_true",
+                   "ddp_find_unused_parameters_false", "ddp_spawn", "fsdp")
+
+
+def _resolve_strategy(strategy: Any, device_type: str, device_indices: list, num_nodes: int,
+                      devices_given: bool) -> Strategy:
+    """``Trainer(strategy=...)``: a Strategy object, or a name; 'auto' is DDP when more than one process runs."""
+    from ember.strategies import DDPStrategy, SingleDeviceStrategy
+    from ember.strategies.environment import SLURMEnvironment, TorchElasticEnvironment
+
+    many = len(device_indices) * num_nodes > 1
+    if strategy in ("auto", None):
+        launched = any(env.detect() and env().world_size() > 1 for env in (TorchElasticEnvironment, SLURMEnvironment))
+        chosen: Strategy = DDPStrategy() if many or (launched and not devices_given) else SingleDeviceStrategy()
+    elif isinstance(strategy, Strategy):
+        chosen = strategy
+    elif strategy == "single_device":
+        if many:
+            raise ValueError(f"Trainer(strategy='single_device') runs on one device, but devices={len(device_indices)}"
+                             f" and num_nodes={num_nodes} ask for more. Use strategy='ddp' or 'auto'.")
+        chosen = SingleDeviceStrategy()
+    elif strategy in ("ddp", "ddp_find_unused_parameters_false"):
+        chosen = DDPStrategy()
+    elif strategy == "ddp_find_unused_parameters_true":
+        chosen = DDPStrategy(find_unused_parameters=True)
+    elif strategy == "ddp_spawn":
+        chosen = DDPStrategy(start_method="spawn")
+    elif strategy == "fsdp":
+        from ember.strategies.fsdp import FSDPStrategy
+
+        chosen = FSDPStrategy()
+    else:
+        raise ValueError(f"Trainer(strategy={strategy!r}) is not a strategy ember knows; use one of "
+                         f"{list(_STRATEGY_NAMES)} or a Strategy object such as ember.strategies.DDPStrategy(...).")
+    if num_nodes > 1 and not chosen.__class__.__name__.startswith(("DDP", "FSDP")):
+        raise ValueError(f"Trainer(num_nodes={num_nodes}) needs strategy='ddp' or 'fsdp'.")
+    chosen._configure(device_type, device_indices, num_nodes, devices_given)
+    return chosen
+
+
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"Trainer({name}={value!r}) must be an int >= {minimum}.")

@@ -1,0 +1,78 @@
+"""Starting the other processes of a one-machine run from a plain ``python train.py``.
+
+As Lightning does, ember re-runs the same command line for local ranks 1..N-1 with ``LOCAL_RANK``,
+``NODE_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` set, so one script works the same under
+``torchrun``, ``srun`` and ``python``. Every process then reaches the same ``trainer.fit`` and joins the
+process group. The script therefore runs N times: code before ``fit`` runs on every rank (guard one-off
+work with ``if trainer.is_global_zero``).
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import __main__
+
+_children: list = []
+
+
+def command_line() -> list:
+    """The command that started this process, to start it again."""
+    spec = getattr(__main__, "__spec__", None)
+    if spec is not None and spec.name not in ("__main__", None):  # python -m package.module
+        name = spec.name[: -len(".__main__")] if spec.name.endswith(".__main__") else spec.name
+        return [sys.executable, "-m", name, *sys.argv[1:]]
+    script = getattr(__main__, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else None)
+    if not script or script in ("-c", "-") or not os.path.exists(script):
+        raise RuntimeError(
+            "Trainer(strategy='ddp', devices=N) starts the other processes by running this program again, but it "
+            "was not started from a script file (an interactive session, a notebook or `python -c`). Put the code "
+            "in a script and run it with `python train.py`, or launch it with `torchrun --nproc_per_node=N "
+            "train.py`, or use Trainer(strategy='ddp_spawn').")
+    return [sys.executable, os.path.abspath(script), *sys.argv[1:]]
+
+
+def launch_children(num_devices: int, num_nodes: int, node_rank: int, main_address: str, main_port: int) -> None:
+    """Start local ranks 1..num_devices-1 running this program; this process becomes local rank 0."""
+    command = command_line()
+    os.environ.update({"MASTER_ADDR": main_address, "MASTER_PORT": str(main_port), "NODE_RANK": str(node_rank),
+                       "WORLD_SIZE": str(num_devices * num_nodes), "LOCAL_WORLD_SIZE": str(num_devices)})
+    for local_rank in range(1, num_devices):
+        env = dict(os.environ, LOCAL_RANK=str(local_rank))
+        _children.append(subprocess.Popen(command, env=env))
+    os.environ["LOCAL_RANK"] = "0"
+    if len(_children) == num_devices - 1:
+        atexit.register(_wait_for_children)
+
+
+def kill_children() -> None:
+    """This process failed: the ranks it started would wait for it in their next collective; stop them now."""
+    for proc in _children:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+    for proc in _children:
+        proc.wait()
+    _children.clear()
+
+
+def _wait_for_children() -> None:
+    """At exit, the ranks this process started finish their own copy of the program."""
+    for proc in _children:
+        try:
+            proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    failed = [p for p in _children if p.returncode not in (0, None)]
+    if failed:
+        codes = ", ".join(f"local rank {i + 1}: exit code {p.returncode}" for i, p in enumerate(_children)
+                          if p in failed)
+        print(f"ember: processes started by rank 0 failed ({codes}).", file=sys.stderr, flush=True)
+    _children.clear()
+
+
+def started_children() -> Any:
+    return list(_children)

@@ -1,0 +1,64 @@
+"""Work done once per run, by the process of global rank 0: files, prints, warnings.
+
+``rank_zero_only.rank`` is read from the environment at import (torchrun's ``RANK``, SLURM's
+``SLURM_PROCID``, ember's ``LOCAL_RANK``/``NODE_RANK``) and set by the strategy when it joins the
+process group.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from typing import Any, Callable, Optional, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger("ember")
+
+
+def _rank_from_environment() -> int:
+    for key in ("RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return int(os.environ[key])
+    if "LOCAL_RANK" in os.environ:  # processes ember started: node_rank * devices + local_rank is set at join
+        return int(os.environ["LOCAL_RANK"]) + int(os.environ.get("NODE_RANK", 0)) * int(
+            os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return 0
+
+
+def rank_zero_only(fn: Callable[..., T], default: Optional[T] = None) -> Callable[..., Optional[T]]:
+    """Decorate ``fn`` so that it runs on global rank 0 only; other ranks get ``default``.
+
+    >>> @rank_zero_only
+    ... def hello():
+    ...     return "hello from rank 0"
+    >>> hello()
+    'hello from rank 0'
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Optional[T]:
+        if rank_zero_only.rank == 0:
+            return fn(*args, **kwargs)
+        return default
+
+    return wrapped
+
+
+rank_zero_only.rank = _rank_from_environment()  # type: ignore[attr-defined]
+
+
+def rank_zero_warn(message: str, category: type = UserWarning, stacklevel: int = 3, **kwargs: Any) -> None:
+    """``warnings.warn`` on rank 0 only."""
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+        warnings.warn(message, category, stacklevel=stacklevel)
+
+
+def rank_zero_info(message: str, *args: Any, **kwargs: Any) -> None:
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+        log.info(message, *args, **kwargs)
+
+
+def rank_zero_debug(message: str, *args: Any, **kwargs: Any) -> None:
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+        log.debug(message, *args, **kwargs)
