@@ -164,6 +164,16 @@ class LightningModule(nn.Module):
                      reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,
                      add_dataloader_idx=add_dataloader_idx, batch_size=batch_size)
 
+    def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:
+        """Every rank's ``data`` (a tensor or a collection of tensors), each stacked on a new first dimension of
+        size ``world_size``; on one process, ``data`` itself. ``sync_grads=True`` lets gradients flow back."""
+        from ember._utils import apply_to_tensors
+
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if strategy is None or strategy.world_size == 1:
+            return data
+        return apply_to_tensors(data, lambda t: strategy.all_gather(t, group=group, sync_grads=sync_grads))
+
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on the process of global rank 0 only."""
         if self.global_rank == 0:

@@ -229,7 +229,7 @@ class Trainer:
             self._configure_optimizers(module)
             resume_from = self._resolve_ckpt_path(ckpt_path)
             if resume_from is not None:
-                _ckpt.restore_training_state(self, _ckpt.load_checkpoint(resume_from, self._device), resume_from)
+                _ckpt.restore_training_state(self, self.strategy.load_checkpoint(resume_from, self._device), resume_from)
                 self.ckpt_path = str(resume_from)
             self._log_hyperparams(module)
             anomaly = torch.autograd.set_detect_anomaly(True) if self._detect_anomaly else contextlib.nullcontext()
@@ -580,7 +580,7 @@ class Trainer:
                 warnings.warn('ckpt_path="last" found no last checkpoint; training starts from scratch.',
                               stacklevel=3)
             return found
-        if not os.path.isfile(ckpt_path):
+        if not os.path.isfile(ckpt_path) and not (os.path.isdir(ckpt_path) and self.strategy.save_needs_all_ranks):
             raise FileNotFoundError(f"ckpt_path={ckpt_path!r} is not a file. Pass a checkpoint path, 'last' or "
                                     "'best'.")
         return ckpt_path
@@ -604,7 +604,7 @@ class Trainer:
         path = self._resolve_ckpt_path(ckpt_path)
         if path is None:
             return
-        _ckpt.load_weights(self.lightning_module, _ckpt.load_checkpoint(path, self._device), path,
+        _ckpt.load_weights(self.lightning_module, self.strategy.load_checkpoint(path, self._device), path,
                            strategy=self.strategy)
         self.ckpt_path = str(path)
 
