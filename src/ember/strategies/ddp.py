@@ -162,6 +162,9 @@ class DDPStrategy(Strategy):
 
     def setup_module(self, module: torch.nn.Module, training_step: Callable) -> Callable:
         if self.sync_batchnorm:
+            if self.root_device.type != "cuda":
+                raise ValueError("Trainer(sync_batchnorm=True) needs GPUs: torch's SyncBatchNorm only runs on CUDA "
+                                 f"devices, and this run uses {self.root_device.type}. Remove sync_batchnorm=True.")
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)  # swaps BatchNorm children in place
         device_ids = [self.root_device.index] if self.root_device.type == "cuda" else None
         self.model = torch.nn.parallel.DistributedDataParallel(_StepWrapper(module, training_step),

@@ -66,7 +66,8 @@ def _wait_for_children() -> None:
             proc.wait(timeout=600)
         except subprocess.TimeoutExpired:
             proc.kill()
-    failed = [p for p in _children if p.returncode not in (0, None)]
+    stopped_by_signal = {128 + int(s) for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", 10))}
+    failed = [p for p in _children if p.returncode not in (0, None) and p.returncode not in stopped_by_signal]
     if failed:
         codes = ", ".join(f"local rank {i + 1}: exit code {p.returncode}" for i, p in enumerate(_children)
                           if p in failed)

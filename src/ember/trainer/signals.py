@@ -58,8 +58,9 @@ def stop_for_signal(trainer: Any) -> None:
     for lg in trainer.loggers:
         lg.save()
     p = trainer._progress
-    print(f"ember: received {name}; saved {path} (epoch {p.epoch}, batch {p.batch_idx}, global step "
-          f"{p.optimizer_steps}). Resume with trainer.fit(..., ckpt_path='last').", flush=True)
+    if trainer.is_global_zero:
+        print(f"ember: received {name}; saved {path} (epoch {p.epoch}, batch {p.batch_idx}, global step "
+              f"{p.optimizer_steps}). Resume with trainer.fit(..., ckpt_path='last').", flush=True)
     trainer.state.status = "interrupted"
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
