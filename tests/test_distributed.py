@@ -229,3 +229,45 @@ def test_first_slurm_host():
     assert first_slurm_host("node1") == "node1"
     assert first_slurm_host("gpu[3,5-7]") == "gpu3"
     assert first_slurm_host("a[01-02],b[1-2]") == "a01"
+
+
+SPAWN_SCRIPT = '''
+import sys, torch, ember
+from torch.utils.data import DataLoader, TensorDataset
+
+class M(ember.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.l = torch.nn.Linear(4, 1)
+    def training_step(self, batch, i):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.l(x), y)
+        self.log("loss", loss, sync_dist=True)
+        return loss
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+if __name__ == "__main__":
+    ember.seed_everything(0)
+    x = torch.randn(64, 4)
+    data = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
+    trainer = ember.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2, logger=False,
+                            enable_progress_bar=False, enable_model_summary=False, default_root_dir=sys.argv[1])
+    model = M()
+    before = model.l.weight.clone()
+    trainer.fit(model, data)
+    ckpt = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+    assert torch.equal(ckpt["state_dict"]["l.weight"], model.l.weight), "weights not brought back"
+    assert not torch.equal(before, model.l.weight)
+    assert (trainer.global_step, trainer.current_epoch, trainer.state.status) == (8, 2, "finished"), trainer.state
+    assert "loss" in trainer.callback_metrics
+    print("SPAWN OK", flush=True)
+'''
+
+
+def test_ddp_spawn_trains_in_new_processes_and_brings_the_weights_back(tmp_path):
+    script = tmp_path / "spawn_train.py"
+    script.write_text(SPAWN_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=180, env=_clean_env())
+    assert proc.returncode == 0 and "SPAWN OK" in proc.stdout, proc.stderr[-4000:]

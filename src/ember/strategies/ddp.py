@@ -118,6 +118,10 @@ class DDPStrategy(Strategy):
         return self._num_devices
 
     @property
+    def spawns_processes(self) -> bool:  # type: ignore[override]
+        return self.start_method != "popen" and "LOCAL_RANK" not in os.environ
+
+    @property
     def root_device(self) -> torch.device:
         if self._accelerator == "cuda":
             return torch.device("cuda", self._device_indices[self.local_rank % len(self._device_indices)])

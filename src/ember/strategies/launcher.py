@@ -77,3 +77,82 @@ def _wait_for_children() -> None:
 
 def started_children() -> Any:
     return list(_children)
+
+
+# --- ddp_spawn: torch.multiprocessing ---------------------------------------------------------------------------
+def spawn(trainer: Any, method: str, args: tuple, model: Any) -> Any:
+    """``Trainer(strategy="ddp_spawn")``: run ``trainer.<method>(*args)`` in N new processes (torch.multiprocessing),
+    then bring rank 0's results back into this process: the trained weights into the model, the metrics,
+    the best checkpoint path, the counters. The trainer, the model and the data are pickled to each process,
+    so they must be picklable, and the script needs an ``if __name__ == "__main__":`` guard."""
+    import tempfile
+
+    import torch
+    import torch.multiprocessing as mp
+
+    from ember.strategies.environment import find_free_port
+
+    strategy = trainer.strategy
+    env = {"MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
+           "MASTER_PORT": os.environ.get("MASTER_PORT", str(find_free_port())),
+           "NODE_RANK": "0", "WORLD_SIZE": str(strategy.num_processes), "LOCAL_WORLD_SIZE": str(strategy.num_processes)}
+    context = mp.get_context(strategy.start_method)
+    queue = context.SimpleQueue()
+    with tempfile.TemporaryDirectory(prefix="ember-spawn-") as folder:
+        mp.start_processes(_spawned_worker, args=(trainer, method, args, env, queue, folder),
+                           nprocs=strategy.num_processes, start_method=strategy.start_method)
+        output = queue.get()
+        files = torch.load(os.path.join(folder, "output.pt"), weights_only=True)
+    _adopt_worker_output(trainer, model if model is not None else trainer.lightning_module, output, files)
+    return files["result"]
+
+
+_COUNTERS = ("epoch", "optimizer_steps", "batches_seen", "batches_stepped")
+
+
+def _spawned_worker(local_rank: int, trainer: Any, method: str, args: tuple, env: dict, queue: Any,
+                    folder: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    os.environ.update(env, LOCAL_RANK=str(local_rank))  # the strategy now sees a process it did not start
+    result = getattr(trainer, method)(*args)
+    if trainer.is_global_zero:  # tensors travel through a file: a queue would share memory the exiting worker frees
+        module = trainer.lightning_module
+        torch.save({"result": result, "weights": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+                    "callback_metrics": {k: torch.as_tensor(v).detach().cpu()
+                                         for k, v in trainer.callback_metrics.items()}},
+                   os.path.join(folder, "output.pt"))
+        cb = trainer.checkpoint_callback
+        queue.put({
+            "state": vars(trainer.state), "progress": {k: getattr(trainer._progress, k) for k in _COUNTERS},
+            "logged_metrics": {k: float(v) for k, v in trainer._logged_metrics.items()},
+            "checkpoint": None if cb is None else {
+                "best_model_path": cb.best_model_path, "last_model_path": cb.last_model_path,
+                "best_model_score": None if cb.best_model_score is None else float(cb.best_model_score),
+                "best_k_models": {k: float(v) for k, v in cb.best_k_models.items()}},
+        })
+    trainer.strategy.barrier()
+    dist.destroy_process_group()
+
+
+def _adopt_worker_output(trainer: Any, model: Any, output: dict, files: dict) -> None:
+    import torch
+
+    from ember.trainer.trainer import TrainerState
+
+    trainer._model = model
+    if model is not None:
+        model.load_state_dict(files["weights"])
+        model.trainer = trainer
+    trainer.state = TrainerState(**output["state"])
+    for key in _COUNTERS:
+        setattr(trainer._progress, key, output["progress"][key])
+    trainer._epoch_metrics = files["callback_metrics"]
+    trainer._logged_metrics = {k: torch.tensor(v) for k, v in output["logged_metrics"].items()}
+    cb = trainer.checkpoint_callback
+    if cb is not None and output["checkpoint"] is not None:
+        saved = output["checkpoint"]
+        cb.best_model_path, cb.last_model_path = saved["best_model_path"], saved["last_model_path"]
+        cb.best_model_score = None if saved["best_model_score"] is None else torch.tensor(saved["best_model_score"])
+        cb.best_k_models = {k: torch.tensor(v) for k, v in saved["best_k_models"].items()}

@@ -22,6 +22,7 @@ class Strategy:
     num_processes = 1
     # True when saving a checkpoint needs every rank (a sharded model gathers its weights)
     save_needs_all_ranks = False
+    spawns_processes = False  # ddp_spawn: each Trainer entry point runs in new processes
 
     def __init__(self, device: Optional[torch.device] = None) -> None:
         self._root_device = device

@@ -219,6 +219,8 @@ class Trainer:
     def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
             datamodule: Optional[LightningDataModule] = None, ckpt_path: Optional[str] = None) -> None:
         """Train ``model``; ``ckpt_path`` (a path, "last" or "best") continues an earlier run exactly."""
+        if self.strategy.spawns_processes:  # ddp_spawn: run this in new processes, then adopt rank 0's results
+            return launcher.spawn(self, "fit", (model, train_dataloaders, val_dataloaders, datamodule, ckpt_path), model)
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         _check_data_args("fit", train_dataloaders, val_dataloaders, datamodule)
@@ -257,6 +259,8 @@ class Trainer:
                 datamodule: Optional[LightningDataModule] = None, return_predictions: Optional[bool] = None,
                 ckpt_path: Optional[str] = None) -> Any:
         """Run ``predict_step`` over the data; returns its outputs per batch (a list per dataloader if several)."""
+        if self.strategy.spawns_processes:
+            return launcher.spawn(self, "predict", (model, dataloaders, datamodule, return_predictions, ckpt_path), model)
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         self._return_predictions = True if return_predictions is None else return_predictions
@@ -272,6 +276,8 @@ class Trainer:
 
     def _evaluate(self, stage: str, model: Optional[LightningModule], dataloaders: Any, ckpt_path: Optional[str],
                   verbose: bool, datamodule: Optional[LightningDataModule]) -> list:
+        if self.strategy.spawns_processes:
+            return launcher.spawn(self, "_evaluate", (stage, model, dataloaders, ckpt_path, verbose, datamodule), model)
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         if model is None and ckpt_path is None and self.state.fn == "fit" and getattr(
