@@ -28,8 +28,9 @@ RUNS = {
     "cnn_classifier": ([], r"^test_acc=[\d.]+ test_loss=[\d.]+$"),
     "lstm_sequence": ([], r"^test_loss=[\d.]+ baseline_loss=[\d.]+$"),
     "gan": ([], r"^fake_mean=-?[\d.]+ fake_std=[\d.]+$"),
+    "ddp": ([], r"^test_acc=[\d.]+ test_loss=[\d.]+$"),  # two processes (gloo): ember starts the second
 }
-NEEDS_SKLEARN = {"logistic_regression", "softmax_regression", "cnn_classifier"}
+NEEDS_SKLEARN = {"logistic_regression", "softmax_regression", "cnn_classifier", "ddp"}
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
 
