@@ -179,4 +179,7 @@ def save_hyperparameters(obj: Any, args: tuple, ignore: Any, frame: Any) -> None
 
 
 def rank_zero_warn(message: str, category: type = UserWarning, stacklevel: int = 3) -> None:
-    warnings.warn(message, category, stacklevel=stacklevel)
+    """``ember.utilities.rank_zero.rank_zero_warn`` (warn on global rank 0 only), for ember's own modules."""
+    from ember.utilities.rank_zero import rank_zero_warn as _warn
+
+    _warn(message, category, stacklevel=stacklevel + 1)  # one frame more: this function

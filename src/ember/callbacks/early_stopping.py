@@ -5,10 +5,13 @@ It checks at the same moments as ModelCheckpoint saves: after a mid-epoch valida
 ModelCheckpoint and EarlyStopping after everything else of the epoch (epoch-end validation, the other
 callbacks and the module's ``on_train_epoch_end``, the epoch's metric reduction, epoch-interval LR
 schedulers). So it sees the epoch's final metrics, and a stop takes effect before the next epoch starts.
+
+Under several processes each rank evaluates its own value, and all stop when any rank decides to
+(``reduce_boolean_decision(should_stop, all=False)``, a collective at every check, on every rank), as in
+Lightning. Log the monitored value with ``sync_dist=True`` for all ranks to see the same value.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Optional
 
 import torch
@@ -16,6 +19,7 @@ from torch import Tensor
 
 from ember.callbacks.callback import Callback
 from ember.callbacks.model_checkpoint import _acts_at_train_epoch_end, _missing_metric_message
+from ember.utilities.rank_zero import rank_prefixed_message, rank_zero_warn
 
 _MODES = {"min": torch.lt, "max": torch.gt}
 _BETTER = {"min": "<", "max": ">"}
@@ -117,10 +121,14 @@ class EarlyStopping(Callback):
                 raise RuntimeError(message + " Pass strict=False to skip the check while it is missing.")
             if not self._warned_missing:
                 self._warned_missing = True
-                warnings.warn(message + " Skipping early stopping checks while it is missing.", RuntimeWarning,
-                              stacklevel=2)
+                rank_zero_warn(message + " Skipping early stopping checks while it is missing.", RuntimeWarning,
+                               stacklevel=3)
             return
-        should_stop, reason = self._evaluate(value.detach().cpu().squeeze())
+        decided, reason = self._evaluate(value.detach().cpu().squeeze())
+        # every rank stops when any rank decides to
+        should_stop = trainer.strategy.reduce_boolean_decision(decided, all=False)
+        if should_stop and not decided:
+            reason = f"{reason} Another process decided to stop; stopping with it."
         if should_stop:
             trainer.should_stop = True
             self.stopped_epoch = trainer.current_epoch
@@ -159,5 +167,4 @@ class EarlyStopping(Callback):
     def _log(self, trainer: Any, message: str) -> None:
         if self.log_rank_zero_only and not trainer.is_global_zero:
             return
-        prefix = f"[rank: {trainer.global_rank}] " if trainer.world_size > 1 else ""
-        print(prefix + message)
+        print(rank_prefixed_message(message, trainer.global_rank if trainer.world_size > 1 else None))

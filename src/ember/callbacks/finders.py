@@ -3,13 +3,17 @@
 ``on_fit_start`` comes after ``setup``, ``configure_model``, ``configure_optimizers`` and the first request
 for dataloaders, so a search sees the model exactly as the fit will train it. The tuner package (and with
 it any plotting) is imported only when a search runs.
+
+Under several processes each rank searches on its own share of the data, and the ranks then agree, so that
+none trains with other settings than the rest: every rank takes rank 0's learning rate (and its finder's
+results, as Lightning broadcasts them), and the smallest batch size found on any rank.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Optional
 
 from ember.callbacks.callback import Callback
+from ember.utilities.rank_zero import rank_zero_warn
 
 
 class LearningRateFinder(Callback):
@@ -50,6 +54,24 @@ class LearningRateFinder(Callback):
                                   num_training=self._num_training_steps, mode=self._mode,
                                   early_stop_threshold=self._early_stop_threshold, update_attr=self._update_attr,
                                   attr_name=self._attr_name, in_fit=True)
+        if trainer.world_size > 1:
+            self._take_rank_zero_result(trainer, pl_module)
+
+    def _take_rank_zero_result(self, trainer: Any, pl_module: Any) -> None:
+        """Rank 0's finder, learning rates and ``lr`` attribute on every rank (one broadcast, on every rank)."""
+        from ember.tuner._common import _get_attr, _set_attr
+        from ember.tuner.lr_finder import _lr_attr_name
+
+        datamodule = trainer.datamodule
+        name = _lr_attr_name(pl_module, self._attr_name, datamodule) if self._update_attr else None
+        mine = (self.optimal_lr, [[group["lr"] for group in opt.param_groups] for opt in trainer.optimizers],
+                _get_attr(pl_module, name, datamodule) if name else None)
+        self.optimal_lr, lrs, value = trainer.strategy.broadcast(mine)
+        if name:
+            _set_attr(pl_module, name, value, datamodule)
+        for opt, group_lrs in zip(trainer.optimizers, lrs):
+            for group, lr in zip(opt.param_groups, group_lrs):
+                group["lr"] = lr
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self.lr_find(trainer, pl_module)
@@ -91,9 +113,9 @@ class BatchSizeFinder(Callback):
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit" and type(self).on_fit_start is BatchSizeFinder.on_fit_start:
-            warnings.warn(f"BatchSizeFinder searches at the start of fit; Trainer.{stage}() runs with the batch size "
-                          "as it is. Call `Tuner(trainer).scale_batch_size(model, method=...)` before it instead.",
-                          stacklevel=2)
+            rank_zero_warn(f"BatchSizeFinder searches at the start of fit; Trainer.{stage}() runs with the batch size "
+                           "as it is. Call `Tuner(trainer).scale_batch_size(model, method=...)` before it instead.",
+                           stacklevel=3)
 
     def scale_batch_size(self, trainer: Any, pl_module: Any) -> None:
         """Run the search now, inside ``trainer``'s running fit, and give the trainer dataloaders of the new size."""
@@ -113,6 +135,17 @@ class BatchSizeFinder(Callback):
             trainer, pl_module, mode=self._mode, steps_per_trial=self._steps_per_trial, init_val=self._init_val,
             max_trials=self._max_trials, batch_arg_name=self._batch_arg_name, margin=self._margin,
             max_val=self._max_val, in_fit=True)
+        if trainer.world_size > 1 and self.optimal_batch_size is not None:
+            # the size every rank can hold: the smallest found (a collective, on every rank)
+            import torch
+
+            from ember.tuner._common import _set_attr
+
+            found = self.optimal_batch_size
+            agreed = int(trainer.strategy.reduce(torch.tensor(found), reduce_op="min"))
+            if agreed != found:
+                _set_attr(pl_module, self._batch_arg_name, agreed, trainer.datamodule)
+            self.optimal_batch_size = agreed
         # the running fit asked for its dataloaders before on_fit_start: ask again, now with the size found
         trainer._set_train_loader(train_source())
         if sources.get("validate") is not None:

@@ -1,11 +1,11 @@
 """GradientAccumulationScheduler: change how many batches are accumulated per optimizer step, by epoch."""
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from ember._utils import is_overridden
 from ember.callbacks.callback import Callback
+from ember.utilities.rank_zero import rank_zero_warn
 
 
 class GradientAccumulationScheduler(Callback):
@@ -60,9 +60,9 @@ class GradientAccumulationScheduler(Callback):
 
         if self.going_to_accumulate_grad_batches() and any(
                 is_overridden(name, pl_module, LightningModule) for name in ("optimizer_step", "optimizer_zero_grad")):
-            warnings.warn("GradientAccumulationScheduler accumulates batches and the module overrides "
-                          "optimizer_step/optimizer_zero_grad: those run once per optimizer step, not per batch.",
-                          stacklevel=2)
+            rank_zero_warn("GradientAccumulationScheduler accumulates batches and the module overrides "
+                           "optimizer_step/optimizer_zero_grad: those run once per optimizer step, not per batch.",
+                           stacklevel=3)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         # the loop reads accumulate_grad_batches right after this hook, so the new factor applies to this epoch

@@ -1,11 +1,11 @@
 """LearningRateMonitor: log each optimizer's learning rate (and optionally momentum, weight decay)."""
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from typing import Any, Optional
 
 from ember.callbacks.callback import Callback
+from ember.utilities.rank_zero import rank_zero_warn
 
 _INTERVALS = (None, "step", "epoch")
 
@@ -48,8 +48,8 @@ class LearningRateMonitor(Callback):
         if self.log_momentum:
             optimizers = [_unwrap(o) for o in trainer.optimizers]
             if any("momentum" not in o.defaults and "betas" not in o.defaults for o in optimizers):
-                warnings.warn("LearningRateMonitor(log_momentum=True), but some optimizers have no momentum; the "
-                              "value 0 is logged for them.", RuntimeWarning, stacklevel=2)
+                rank_zero_warn("LearningRateMonitor(log_momentum=True), but some optimizers have no momentum; the "
+                               "value 0 is logged for them.", RuntimeWarning, stacklevel=3)
         names = [name for _, _, group_names in _named_optimizers(trainer) for name in group_names]
         self.lrs = {name: [] for name in names}
         self.last_momentum_values = {f"{name}-momentum": None for name in names}

@@ -11,13 +11,26 @@ When it saves, at the end of an epoch. ember runs the end of an epoch in this or
 So a checkpoint written at the end of an epoch holds the completed epoch (weights, optimizer,
 schedulers, progress), and resuming from it continues exactly like an uninterrupted run. Validation
 in the middle of an epoch (``val_check_interval``) saves from ``on_validation_end``.
+
+Under several processes every rank runs the same decisions and keeps the same state (``best_model_path``,
+``best_k_models``, ``last_model_path``), and global rank 0 alone touches the files:
+
+- ``dirpath`` is rank 0's, broadcast in ``setup``;
+- whether a monitored value enters the top k is agreed by every rank (``reduce_boolean_decision``); the
+  score and file name kept are rank 0's (log the monitored value with ``sync_dist=True`` so they agree);
+- a file name taken by an existing file (the ``-v1`` suffix) is decided on rank 0, which alone sees the
+  files it wrote, and broadcast; so is a ``train_time_interval`` save (clocks differ between ranks);
+- ``trainer.save_checkpoint`` is called on every rank (a sharded strategy needs them all; DDP writes on
+  rank 0), while removing old files and linking ``last.ckpt`` happen on rank 0.
+
+Each of these collectives runs on every rank at the same save point; none runs on rank 0 alone.
 """
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
-import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -26,6 +39,7 @@ import torch
 from torch import Tensor
 
 from ember.callbacks.callback import Callback
+from ember.utilities.rank_zero import rank_zero_warn
 
 _MODES = {"min": torch.lt, "max": torch.gt}
 _FIELD = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")  # "{val_loss:.2f}" -> ("val_loss", ":.2f")
@@ -139,13 +153,14 @@ class ModelCheckpoint(Callback):
 
     # --- hooks ---------------------------------------------------------------------------------------
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if self.dirpath is None:
-            self.dirpath = self._default_dirpath(trainer)
+        dirpath = self.dirpath if self.dirpath is not None else self._default_dirpath(trainer)
+        # every rank uses rank 0's folder (a logger version or a path built from the time may differ elsewhere)
+        self.dirpath = trainer.strategy.broadcast(dirpath)
         if (stage == "fit" and self.save_top_k != 0 and trainer.is_global_zero and os.path.isdir(self.dirpath)
                 and os.listdir(self.dirpath)):
             then = "get a -v1, -v2... suffix" if self._enable_version_counter else "are overwritten"
-            warnings.warn(f"Checkpoint directory {self.dirpath} exists and is not empty; new checkpoints named "
-                          f"like existing files {then}.", UserWarning, stacklevel=2)
+            rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty; new checkpoints named "
+                           f"like existing files {then}.", UserWarning, stacklevel=3)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._last_save_time = time.monotonic()
@@ -159,6 +174,9 @@ class ModelCheckpoint(Callback):
         step_due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0
         interval = self._train_time_interval
         time_due = interval is not None and time.monotonic() - self._last_save_time >= interval.total_seconds()
+        if interval is not None:
+            # each rank has its own clock: rank 0 decides. A collective per batch, with train_time_interval only
+            time_due = trainer.strategy.broadcast(time_due)
         if step_due or time_due:
             self._save(trainer, top_k=True)
 
@@ -193,9 +211,9 @@ class ModelCheckpoint(Callback):
             self.kth_value = state_dict["kth_value"]
             self.last_model_path = state_dict["last_model_path"]
         else:
-            warnings.warn(f"ModelCheckpoint's dirpath changed from {saved_dir!r} to {self.dirpath!r}: only "
-                          "best_model_path is restored; the top-k ranking starts afresh in the new folder.",
-                          UserWarning, stacklevel=2)
+            rank_zero_warn(f"ModelCheckpoint's dirpath changed from {saved_dir!r} to {self.dirpath!r}: only "
+                           "best_model_path is restored; the top-k ranking starts afresh in the new folder.",
+                           UserWarning, stacklevel=3)
         self.best_model_path = state_dict["best_model_path"]
 
     # --- file names ----------------------------------------------------------------------------------
@@ -227,14 +245,17 @@ class ModelCheckpoint(Callback):
         version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
         return os.path.join(logger.save_dir or trainer.default_root_dir, str(logger.name), version, "checkpoints")
 
-    def _free_path(self, metrics: dict, reusable: str, filename: Optional[str] = None) -> str:
-        """The formatted path, with -v1, -v2... while a file we may not overwrite already has that name."""
+    def _free_path(self, trainer: Any, metrics: dict, reusable: str, filename: Optional[str] = None) -> str:
+        """The formatted path, with -v1, -v2... while a file we may not overwrite already has that name.
+
+        Decided on rank 0, which alone writes (and sees) the files, and broadcast: every rank calls this."""
         path = self.format_checkpoint_name(metrics, filename)
-        ver = self.STARTING_VERSION
-        while self._enable_version_counter and path != reusable and os.path.exists(path):
-            path = self.format_checkpoint_name(metrics, filename, ver=ver)
-            ver += 1
-        return path
+        if trainer.is_global_zero:
+            ver = self.STARTING_VERSION
+            while self._enable_version_counter and path != reusable and os.path.exists(path):
+                path = self.format_checkpoint_name(metrics, filename, ver=ver)
+                ver += 1
+        return trainer.strategy.broadcast(path)
 
     # --- saving ------------------------------------------------------------------------------------------
     def _should_skip(self, trainer: Any) -> bool:
@@ -262,7 +283,7 @@ class ModelCheckpoint(Callback):
     def _save_latest(self, trainer: Any, metrics: dict) -> None:
         previous = self.best_model_path
         # set before writing: it is part of the saved state. With save_top_k=-1 a repeated name gets -v1, -v2...
-        self.best_model_path = self._free_path(metrics, reusable=previous if self.save_top_k == 1 else "")
+        self.best_model_path = self._free_path(trainer, metrics, reusable=previous if self.save_top_k == 1 else "")
         self._write(trainer, self.best_model_path)
         if self.verbose:
             self._print(trainer, f"saving model to {self.best_model_path!r}")
@@ -278,23 +299,24 @@ class ModelCheckpoint(Callback):
                 raise ValueError(message)
             if not self._warned_missing:  # it may come from a validation that has not run yet
                 self._warned_missing = True
-                warnings.warn(message + " Skipping the top-k save until it is logged.", UserWarning, stacklevel=2)
+                rank_zero_warn(message + " Skipping the top-k save until it is logged.", UserWarning, stacklevel=3)
             return
         current = value.detach().cpu().squeeze()
-        if not torch.isfinite(current):
+        finite = bool(torch.isfinite(current))
+        # every rank votes, always at this point (no rank skips the collective): save only if all agree
+        if not trainer.strategy.reduce_boolean_decision(finite and self._in_top_k(current), all=True):
             if self.verbose:
-                self._print(trainer, f"{self.monitor!r} is {current.item()}, which is not ranked")
-            return
-        if not self._in_top_k(current):
-            if self.verbose:
-                self._print(trainer, f"{self.monitor!r} was not in top {self.save_top_k}")
+                self._print(trainer, f"{self.monitor!r} is {current.item()}, which is not ranked" if not finite
+                            else f"{self.monitor!r} was not in top {self.save_top_k}")
             return
         k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
         replaced = ""
         if len(self.best_k_models) == k:
             replaced = self.kth_best_model_path
             del self.best_k_models[replaced]
-        filepath = self._free_path(metrics, reusable=replaced)
+        filepath = self._free_path(trainer, metrics, reusable=replaced)
+        if trainer.world_size > 1:  # the ranking keeps rank 0's score, so that every rank keeps the same state
+            current = trainer.strategy.broadcast(current)
         # update the ranking before writing: it is saved inside the checkpoint
         self.current_score = current
         self.best_k_models[filepath] = current
@@ -319,10 +341,15 @@ class ModelCheckpoint(Callback):
 
     def _save_last(self, trainer: Any, metrics: dict) -> None:
         previous = self.last_model_path
-        self.last_model_path = self._free_path(metrics, reusable=previous, filename=self.CHECKPOINT_NAME_LAST)
+        self.last_model_path = self._free_path(trainer, metrics, reusable=previous,
+                                               filename=self.CHECKPOINT_NAME_LAST)
         target = self._written
-        if self.save_last == "link" and target and target != self.last_model_path and trainer.is_global_zero \
-                and _link(target, self.last_model_path):
+        linked = False
+        if self.save_last == "link" and target and target != self.last_model_path:
+            linked = _link(target, self.last_model_path) if trainer.is_global_zero else False
+            if trainer.world_size > 1:  # a file system without symlinks: every rank then writes (FSDP needs all)
+                linked = trainer.strategy.broadcast(linked)
+        if linked:
             self._last_global_step_saved = trainer.global_step
         else:  # save_last=True, or nothing new to link to at this save point: a complete file
             self._write(trainer, self.last_model_path)
@@ -330,6 +357,7 @@ class ModelCheckpoint(Callback):
             self._remove(trainer, previous, self.last_model_path)
 
     def _write(self, trainer: Any, filepath: str) -> None:
+        # on every rank: the Trainer writes on rank 0 (a sharded strategy gathers from all ranks first)
         trainer.save_checkpoint(filepath, weights_only=self.save_weights_only)
         self._written = filepath
         self._last_global_step_saved = trainer.global_step
@@ -341,8 +369,9 @@ class ModelCheckpoint(Callback):
                     after_save(self)
 
     def _remove(self, trainer: Any, previous: str, current: str) -> None:
-        """Delete ``previous`` (after ``current`` is written) unless it is the same file, the checkpoint this
-        fit resumed from, or a file outside ``dirpath``."""
+        """Delete ``previous`` (after ``current`` is written), on rank 0 only, unless it is the same file, the
+        checkpoint this fit resumed from, or a file outside ``dirpath``. A folder (a sharded checkpoint) is
+        removed with its contents; a symlink (``last.ckpt``) is removed, never what it points to."""
         if previous == current or not trainer.is_global_zero:
             return
         previous_abs = os.path.abspath(previous)
@@ -350,10 +379,7 @@ class ModelCheckpoint(Callback):
         if resumed_from and os.path.abspath(resumed_from) == previous_abs:
             return
         if self.dirpath and Path(self.dirpath).absolute() in Path(previous_abs).parents:
-            try:
-                os.remove(previous_abs)
-            except FileNotFoundError:
-                pass  # already gone (e.g. a ranking restored from an older checkpoint)
+            _remove_checkpoint(previous_abs)
 
     def _print(self, trainer: Any, message: str) -> None:
         if trainer.is_global_zero:
@@ -374,6 +400,17 @@ def _missing_metric_message(owner: str, monitor: str, logged: list, trainer: Any
             "or fix `monitor`.")
 
 
+def _remove_checkpoint(path: str) -> None:
+    """Remove a checkpoint file, link or folder (sharded checkpoints are folders); gone already is fine."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    except FileNotFoundError:
+        pass  # already gone (e.g. a ranking restored from an older checkpoint)
+
+
 def _link(target: str, link: str) -> bool:
     """Point ``link`` at ``target`` (a relative symlink in the same folder), replacing it atomically.
     False where the file system has no symlinks: the caller then writes a full file."""
@@ -382,7 +419,9 @@ def _link(target: str, link: str) -> bool:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         os.symlink(os.path.relpath(target, os.path.dirname(link)), tmp)
-        os.replace(tmp, link)
+        os.replace(tmp, link)  # fails where ``link`` is a folder (a sharded last.ckpt): a full save follows
         return True
     except OSError:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
         return False

@@ -15,6 +15,9 @@ _UNKNOWN_SIZE = "?"
 class ModelSummary(Callback):
     """Print ``summarize(pl_module, max_depth)`` at the start of ``fit`` (on global rank 0 only).
 
+    As in Lightning, every rank computes the summary (with ``example_input_array`` that is a forward pass,
+    which a sharded model can only run on all ranks together) and rank 0 alone prints it.
+
     Args:
         max_depth: how deep to list submodules: 1 lists the children, -1 every level, 0 prints nothing.
 
@@ -27,10 +30,12 @@ class ModelSummary(Callback):
         self._max_depth = max_depth
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        if self._max_depth == 0 or not trainer.is_global_zero:
+        if self._max_depth == 0:
             return
         with trainer._precision.forward_context():  # the sizes forward runs in the model's training precision
-            print(summarize(pl_module, self._max_depth))
+            columns, totals = summary_data(pl_module, self._max_depth)  # on every rank: see the class docstring
+        if trainer.is_global_zero:
+            print(_format(columns, totals))
 
 
 def summarize(module: nn.Module, max_depth: int = 1) -> str:
@@ -53,7 +58,10 @@ def summarize(module: nn.Module, max_depth: int = 1) -> str:
     3         Modules in train mode
     0         Modules in eval mode
     """
-    columns, totals = summary_data(module, max_depth)
+    return _format(*summary_data(module, max_depth))
+
+
+def _format(columns: dict[str, list[str]], totals: list[tuple[str, str]]) -> str:
     return "\n".join(_table(columns) + [f"{value:<9} {label}" for value, label in totals])
 
 

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any, Union
 
 from ember.callbacks.callback import Callback
+from ember.utilities.rank_zero import rank_zero_warn
 
 
 class OnExceptionCheckpoint(Callback):
     """Write ``{dirpath}/{filename}.ckpt`` through ``trainer.save_checkpoint`` when the run raises,
     so that ``trainer.fit(model, ckpt_path=callback.ckpt_path)`` continues from there. As in Lightning,
     the file is removed when a later ``fit`` with this callback finishes without an error.
+
+    Under several processes the Trainer writes on global rank 0 (a rank that fails alone saves nothing under
+    DDP, where only rank 0 writes), and only rank 0 removes the file.
 
     >>> from ember.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
     >>> cb = OnExceptionCheckpoint(dirpath="checkpoints")
@@ -37,10 +40,13 @@ class OnExceptionCheckpoint(Callback):
         try:
             trainer.save_checkpoint(self.ckpt_path)
         except Exception as error:  # never hide the user's exception behind a failed save
-            warnings.warn(f"OnExceptionCheckpoint could not write {self.ckpt_path!r} after "
-                          f"{type(exception).__name__}: {error!r}", stacklevel=2)
+            rank_zero_warn(f"OnExceptionCheckpoint could not write {self.ckpt_path!r} after "
+                           f"{type(exception).__name__}: {error!r}", stacklevel=3)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         # ember calls teardown after on_exception too: keep the file unless the run finished cleanly
-        if stage == "fit" and trainer.state.status == "finished" and os.path.isfile(self.ckpt_path):
-            os.remove(self.ckpt_path)
+        if stage == "fit" and trainer.state.status == "finished" and trainer.is_global_zero \
+                and os.path.lexists(self.ckpt_path):
+            from ember.callbacks.model_checkpoint import _remove_checkpoint
+
+            _remove_checkpoint(self.ckpt_path)  # a file, or the folder of a sharded checkpoint

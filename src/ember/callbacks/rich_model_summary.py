@@ -30,22 +30,26 @@ class RichModelSummary(ModelSummary):
         self.console: Any = None  # the console of the last summary printed
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        if self._max_depth == 0 or not trainer.is_global_zero:
+        if self._max_depth == 0:
+            return
+        with trainer._precision.forward_context():  # the sizes forward runs in the model's training precision
+            data = summary_data(pl_module, self._max_depth)  # on every rank, as ModelSummary
+        if not trainer.is_global_zero:
             return
         from rich.console import Console
 
-        with trainer._precision.forward_context():  # the sizes forward runs in the model's training precision
-            renderables = self.render(pl_module)
         self.console = Console(**self._console_kwargs)
-        for r in renderables:
+        for r in self._renderables(*data):
             self.console.print(r)
 
     def render(self, module: nn.Module) -> list:
         """The rich renderables: the table of submodules, then the totals."""
+        return self._renderables(*summary_data(module, self._max_depth))
+
+    def _renderables(self, columns: dict, totals: list) -> list:
         from rich.table import Table
         from rich.text import Text
 
-        columns, totals = summary_data(module, self._max_depth)
         table = Table(header_style=self.header_style)
         for header in columns:
             table.add_column(header, justify="right" if header == "Params" else "left",

@@ -7,13 +7,13 @@ measure finished work rather than the time the host took to queue kernels.
 from __future__ import annotations
 
 import time
-import warnings
 from collections import deque
 from typing import Any, Callable, Optional
 
 import torch
 
 from ember.callbacks.callback import Callback
+from ember.utilities.rank_zero import rank_zero_warn
 
 
 class ThroughputMonitor(Callback):
@@ -62,8 +62,8 @@ class ThroughputMonitor(Callback):
         if self._given_flops is None:
             self.available_flops = get_available_flops(device, _compute_dtype(trainer.precision))
         if not trainer.loggers:
-            warnings.warn("ThroughputMonitor: the Trainer has no logger, so the throughput is not recorded. Give the "
-                          "Trainer a logger, or remove the callback.", stacklevel=2)
+            rank_zero_warn("ThroughputMonitor: the Trainer has no logger, so the throughput is not recorded. Give the "
+                           "Trainer a logger, or remove the callback.", stacklevel=3)
 
     # --- the three steps: start a stage's clock, count a batch, log on logging steps -------------------------
     def _start(self, stage: str) -> None:

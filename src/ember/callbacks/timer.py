@@ -17,6 +17,8 @@ class Timer(Callback):
 
     ``duration`` is ``"DD:HH:MM:SS"``, a ``datetime.timedelta`` or a dict of timedelta arguments.
     The training time elapsed is saved in checkpoints, so a resumed run counts the time already spent.
+    Under several processes each rank reads its own clock; the Trainer's stop vote makes every rank stop at
+    the same batch once any rank is out of time, and only global rank 0 prints.
 
     >>> from datetime import timedelta
     >>> from ember.callbacks.timer import Timer
@@ -113,7 +115,7 @@ class Timer(Callback):
         assert self._duration is not None
         if self.time_elapsed("train") < self._duration:
             return
-        if self._verbose and not trainer.should_stop:
+        if self._verbose and not trainer.should_stop and trainer.is_global_zero:
             elapsed = datetime.timedelta(seconds=int(self.time_elapsed("train")))
             print(f"Time limit reached. Elapsed time is {elapsed}. Signaling Trainer to stop.")
         trainer.should_stop = True

@@ -13,7 +13,6 @@ tensors, so a resumed run continues the same average.
 from __future__ import annotations
 
 import itertools
-import warnings
 from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
@@ -22,6 +21,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, up
 
 from ember._utils import is_overridden
 from ember.callbacks.callback import Callback
+from ember.utilities.rank_zero import rank_zero_warn
 
 _Device = Optional[Union[torch.device, str, int]]
 
@@ -105,9 +105,9 @@ class WeightAveraging(Callback):
         from ember.module import LightningModule
 
         if is_overridden("configure_model", pl_module, LightningModule):
-            warnings.warn(f"{type(self).__name__} calls {type(pl_module).__name__}.configure_model() itself so "
-                          "that the averaged copy has every layer; sharded layers are not supported and the copy "
-                          "may not fit in memory.", stacklevel=2)
+            rank_zero_warn(f"{type(self).__name__} calls {type(pl_module).__name__}.configure_model() itself so "
+                           "that the averaged copy has every layer; sharded layers are not supported and the copy "
+                           "may not fit in memory.", stacklevel=3)
             pl_module.configure_model()
         device = self._device if self._device is not None else trainer.root_device
         self._average_model = _averaged_copy(pl_module, device, use_buffers=self._use_buffers, **self._kwargs)
@@ -165,8 +165,8 @@ class WeightAveraging(Callback):
             self._average_model.load_state_dict(averaged)
             pl_module.load_state_dict(checkpoint["current_model_state"])
         else:  # a checkpoint written without weight averaging: both models start from its weights
-            warnings.warn(f"The checkpoint was not written with {type(self).__name__}: the averaged model starts "
-                          "from its weights.", stacklevel=2)
+            rank_zero_warn(f"The checkpoint was not written with {type(self).__name__}: the averaged model starts "
+                           "from its weights.", stacklevel=3)
             self._average_model.module.load_state_dict(checkpoint["state_dict"], strict=False)
 
 
@@ -336,17 +336,17 @@ class StochasticWeightAveraging(Callback):
             scheduler.load_state_dict(self._scheduler_state)
             self._scheduler_state = None
         elif epoch != self._start:
-            warnings.warn(f"StochasticWeightAveraging starts at epoch {epoch}, after swa_epoch_start (epoch "
-                          f"{self._start}), without SWA state from a checkpoint: the average starts now.",
-                          stacklevel=2)
+            rank_zero_warn(f"StochasticWeightAveraging starts at epoch {epoch}, after swa_epoch_start (epoch "
+                           f"{self._start}), without SWA state from a checkpoint: the average starts now.",
+                           stacklevel=3)
         self._swa_scheduler = scheduler
         config = LRSchedulerConfig(scheduler)
         configs = trainer.lr_scheduler_configs
         if configs:
             if configs[0].interval != "epoch" or configs[0].frequency != 1:
-                warnings.warn(f"StochasticWeightAveraging replaces {type(configs[0].scheduler).__name__} "
-                              f"(interval={configs[0].interval!r}, frequency={configs[0].frequency}) with SWALR, "
-                              "which steps once per epoch.", stacklevel=2)
+                rank_zero_warn(f"StochasticWeightAveraging replaces {type(configs[0].scheduler).__name__} "
+                               f"(interval={configs[0].interval!r}, frequency={configs[0].frequency}) with SWALR, "
+                               "which steps once per epoch.", stacklevel=3)
             self._replaced_scheduler = configs[0].scheduler
             configs[0] = config
         else:

@@ -8,7 +8,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, TextIO, Union
 
-from ember.loggers.logger import Logger, _params_to_dict
+from ember.loggers.logger import Logger, _params_to_dict, rank_zero_experiment
+from ember.utilities.rank_zero import rank_zero_only
 
 
 class _VersionedLogger(Logger):
@@ -55,6 +56,8 @@ class CSVLogger(_VersionedLogger):
     ``version=None`` takes the next free ``version_{n}`` when first needed; a ``str`` version
     is used as the folder name. A folder whose ``metrics.csv`` already exists is continued.
 
+    Under several processes only global rank 0 writes; ``experiment`` is a ``DummyExperiment`` elsewhere.
+
     >>> import csv, os, tempfile
     >>> logger = CSVLogger(tempfile.mkdtemp(), name="demo")
     >>> logger.log_metrics({"loss": 0.5}, step=0)
@@ -78,14 +81,15 @@ class CSVLogger(_VersionedLogger):
         self._flush_every = flush_logs_every_n_steps
         self._experiment: Optional[_CSVWriter] = None
 
-
     @property
+    @rank_zero_experiment
     def experiment(self) -> _CSVWriter:
-        """The writer that owns the files; creating it creates ``log_dir``."""
+        """The writer that owns the files; creating it creates ``log_dir`` (on global rank 0 only)."""
         if self._experiment is None:
             self._experiment = _CSVWriter(self.log_dir)
         return self._experiment
 
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
         """Buffer one row. Values are numbers (0-d tensors are read with ``.item()``)."""
         writer = self.experiment
@@ -95,6 +99,7 @@ class CSVLogger(_VersionedLogger):
         if len(writer.metrics) >= self._flush_every:
             writer.save()
 
+    @rank_zero_only
     def log_hyperparams(self, params: Union[Mapping[str, Any], argparse.Namespace, None] = None,
                         *args: Any, **kwargs: Any) -> None:
         """Merge ``params`` into ``hparams.yaml`` and write it now."""
@@ -102,9 +107,11 @@ class CSVLogger(_VersionedLogger):
         writer.hparams.update(_params_to_dict(params))
         writer.save_hparams()
 
+    @rank_zero_only
     def save(self) -> None:
         self.experiment.save()
 
+    @rank_zero_only
     def finalize(self, status: str) -> None:
         if self._experiment is not None:  # a logger that never logged leaves no empty folders behind
             self.save()

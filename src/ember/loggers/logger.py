@@ -1,15 +1,102 @@
-"""The ``Logger`` base class: what the Trainer calls on every experiment logger."""
+"""The ``Logger`` base class: what the Trainer calls on every experiment logger; and, as in Lightning,
+``rank_zero_experiment`` and ``DummyExperiment``, which keep every process but global rank 0 from writing.
+
+Under several processes the Trainer calls each logger on every rank, and a logger writes on rank 0 only:
+its writing methods are decorated with ``@rank_zero_only`` and its ``experiment`` property with
+``@rank_zero_experiment``, which gives other ranks a ``DummyExperiment`` that accepts any call. A custom
+logger does the same (see ``Logger``).
+"""
 from __future__ import annotations
 
 import argparse
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
+
+from ember.utilities.rank_zero import rank_zero_only
+
+__all__ = ["DummyExperiment", "Logger", "rank_zero_experiment", "rank_zero_only"]
+
+
+class DummyExperiment:
+    """What ``logger.experiment`` is on ranks other than 0: every attribute, call, item and iteration is a
+    no-op that returns the dummy again, so ``self.logger.experiment.add_image(...)`` or
+    ``experiment.config.update(...)`` run on every rank and write once.
+
+    >>> experiment = DummyExperiment()
+    >>> experiment.add_image("x", None, 0) is experiment, experiment[0].log({"a": 1}) is experiment
+    (True, True)
+    """
+
+    def nop(self, *args: Any, **kwargs: Any) -> "DummyExperiment":
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):  # copy/pickle protocols look these up
+            raise AttributeError(name)
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "DummyExperiment":
+        return self
+
+    def __getitem__(self, idx: Any) -> "DummyExperiment":  # enables experiment[0].add_image(...)
+        return self
+
+    def __setitem__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def __enter__(self) -> "DummyExperiment":
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "DummyExperiment()"
+
+
+def rank_zero_experiment(fn: Callable) -> Callable:
+    """Decorate a logger's ``experiment`` (under ``@property``): the real object on global rank 0, a
+    ``DummyExperiment`` on every other rank, where ``fn`` never runs (so it creates no run, file or folder).
+
+    >>> class MyLogger(Logger):
+    ...     name, version = "mine", 0
+    ...     @property
+    ...     @rank_zero_experiment
+    ...     def experiment(self):
+    ...         return "the real writer"
+    ...     @rank_zero_only
+    ...     def log_metrics(self, metrics, step=None):
+    ...         print(step, metrics)
+    ...     @rank_zero_only
+    ...     def log_hyperparams(self, params, *args, **kwargs):
+    ...         pass
+    >>> MyLogger().experiment
+    'the real writer'
+    """
+
+    @functools.wraps(fn)
+    def experiment(self: Any) -> Any:
+        if rank_zero_only.rank > 0:  # type: ignore[attr-defined]
+            return DummyExperiment()
+        return fn(self)
+
+    return experiment
 
 
 class Logger(ABC):
     """Base class of experiment loggers. Subclasses implement ``name``, ``version``,
     ``log_metrics`` and ``log_hyperparams``; everything else has a sensible default.
+
+    Under several processes the Trainer calls the logger on every rank (``after_save_checkpoint`` on rank 0
+    only). As in Lightning, a logger that should write once decorates its writing methods with
+    ``@rank_zero_only`` (``ember.utilities.rank_zero``) and its ``experiment`` property with
+    ``@rank_zero_experiment``; ember's own loggers do. Properties (``version``, ``log_dir``) must not create
+    anything: every rank reads them.
 
     >>> class PrintLogger(Logger):
     ...     name = "print"

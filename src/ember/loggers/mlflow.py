@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from ember.loggers.logger import Logger, _params_to_dict
+from ember.loggers.logger import Logger, _params_to_dict, rank_zero_experiment
 from ember.loggers.tensorboard import _flatten  # shared helper; imports no tensorboard
+from ember.utilities.rank_zero import rank_zero_only
 
 _MISSING = ("MLFlowLogger needs mlflow, which is not installed. Install it with `pip install mlflow`, or "
             "`pip install -e '.[mlflow]'` in ember's source tree.")
@@ -35,6 +36,9 @@ class MLFlowLogger(Logger):
     ``ModelCheckpoint`` when the run ends (at every save when ``save_top_k=-1``), ``"all"`` at every save;
     each under ``{checkpoint_path_prefix}/{file stem}/`` with a ``metadata.yaml`` (score, monitor, ...).
     ``finalize`` ends the run as FINISHED, FAILED or KILLED.
+
+    Under several processes only global rank 0 creates the run and writes to it; on other ranks
+    ``experiment`` is a ``DummyExperiment`` and ``run_id``/``version`` are None unless ``run_id`` was given.
 
     >>> logger = MLFlowLogger(experiment_name="demo", save_dir="./mlruns")   # doctest: +SKIP
     >>> trainer = Trainer(logger=logger)                                     # doctest: +SKIP
@@ -75,12 +79,16 @@ class MLFlowLogger(Logger):
 
     # --- the run --------------------------------------------------------------------------------------
     @property
+    @rank_zero_experiment
     def experiment(self) -> Any:
-        """The ``mlflow.tracking.MlflowClient``; the experiment and the run exist once this is read."""
+        """The ``mlflow.tracking.MlflowClient``; the experiment and the run exist once this is read (on
+        global rank 0; other ranks get a ``DummyExperiment``)."""
         if self._client is not None:
             return self._client
         from mlflow.tracking import MlflowClient
 
+        if self._local_default:
+            os.makedirs(self._save_dir, exist_ok=True)  # the store's folder (and SQLite database's) must exist
         client = MlflowClient(self.tracking_uri)
         if self._run_id is not None:  # continue an existing run
             self._experiment_id = client.get_run(self._run_id).info.experiment_id
@@ -119,22 +127,23 @@ class MLFlowLogger(Logger):
         return self._tracking_uri
 
     @property
-    def run_id(self) -> str:
+    def run_id(self) -> Optional[str]:
+        """The run's id (None on ranks other than 0 unless ``run_id`` was given)."""
         self.experiment
         return self._run_id
 
     @property
-    def experiment_id(self) -> str:
+    def experiment_id(self) -> Optional[str]:
         self.experiment
         return self._experiment_id
 
     @property
-    def name(self) -> str:
+    def name(self) -> Optional[str]:
         """The experiment id (a folder name of the ``file:`` store)."""
         return self.experiment_id
 
     @property
-    def version(self) -> str:
+    def version(self) -> Optional[str]:
         """The run id."""
         return self.run_id
 
@@ -144,6 +153,7 @@ class MLFlowLogger(Logger):
         return self._save_dir if self._local_default or (self._tracking_uri or "").startswith("file:") else None
 
     # --- what the Trainer calls -----------------------------------------------------------------------
+    @rank_zero_only
     def log_hyperparams(self, params: Union[Mapping[str, Any], argparse.Namespace, None] = None,
                         *args: Any, **kwargs: Any) -> None:
         """Log ``params`` as run params: nested dicts flattened to ``"a/b"`` keys, values as strings.
@@ -163,6 +173,7 @@ class MLFlowLogger(Logger):
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.experiment.log_batch(run_id=self.run_id, params=items[start:start + 100])
 
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
         """Log numbers at ``step`` in one batch. Characters MLflow forbids in names are dropped (with a warning)."""
         from mlflow.entities import Metric
@@ -187,12 +198,14 @@ class MLFlowLogger(Logger):
         if batch:
             self.experiment.log_batch(run_id=self.run_id, metrics=batch)
 
+    @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         if self._log_model == "all" or (self._log_model is True and getattr(checkpoint_callback, "save_top_k", 1) == -1):
             self._log_checkpoints(checkpoint_callback)
         elif self._log_model is True:
             self._checkpoint_callback = checkpoint_callback  # uploaded once, when the run ends
 
+    @rank_zero_only
     def finalize(self, status: str) -> None:
         """Upload pending checkpoints and end the run: "success" -> FINISHED, "failed" -> FAILED."""
         if self._client is None:  # never logged: no run to end
@@ -227,7 +240,6 @@ def _local_store_uri(save_dir: str) -> str:
         return f"file:{save_dir}"
     if MLFLOW_ALLOW_FILE_STORE.get():
         return f"file:{save_dir}"
-    os.makedirs(save_dir, exist_ok=True)
     return f"sqlite:///{os.path.abspath(os.path.join(save_dir, 'mlflow.db'))}"
 
 

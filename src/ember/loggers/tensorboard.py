@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any, Optional, Union
 
 from ember.loggers.csv_logs import _atomic_write, _VersionedLogger, _yaml_plain
-from ember.loggers.logger import _params_to_dict
+from ember.loggers.logger import _params_to_dict, rank_zero_experiment
+from ember.utilities.rank_zero import rank_zero_only
 
 _MISSING = ("TensorBoardLogger needs tensorboard (or tensorboardX), which is not installed. Install it with "
             "`pip install tensorboard`, or `pip install -e '.[tensorboard]'` in ember's source tree; or use "
@@ -37,6 +38,9 @@ class TensorBoardLogger(_VersionedLogger):
     tab lists every scalar of the run (``val_loss``, ...) with its final value, for every version side by
     side. ``log_graph=True`` draws the model from ``example_input_array``. Extra keyword arguments go to
     ``SummaryWriter`` (``flush_secs``, ``max_queue``, ...).
+
+    Under several processes only global rank 0 writes; ``experiment`` is a ``DummyExperiment`` elsewhere,
+    so ``self.logger.experiment.add_image(...)`` in a LightningModule runs on every rank and writes once.
 
     >>> import tempfile
     >>> logger = TensorBoardLogger(tempfile.mkdtemp(), name="demo")   # doctest: +SKIP
@@ -76,13 +80,16 @@ class TensorBoardLogger(_VersionedLogger):
         return self._sub_dir
 
     @property
+    @rank_zero_experiment
     def experiment(self) -> Any:
-        """The ``SummaryWriter``; creating it creates ``log_dir``. Use it for images, histograms, text..."""
+        """The ``SummaryWriter``; creating it creates ``log_dir``. Use it for images, histograms, text...
+        (a ``DummyExperiment`` that accepts any call on ranks other than 0)."""
         if self._experiment is None:
             self._experiment = _summary_writer_class()(log_dir=self.log_dir, **self._kwargs)
         return self._experiment
 
     # --- what the Trainer calls -----------------------------------------------------------------------
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
         """One scalar per key (``add_scalar``); a dict value becomes a group of scalars (``add_scalars``)."""
         writer = self.experiment
@@ -98,6 +105,7 @@ class TensorBoardLogger(_VersionedLogger):
                                  "TensorBoard scalars are numbers or 0-d tensors. Log a number, or a dict of "
                                  "numbers for a group of curves.") from error
 
+    @rank_zero_only
     def log_hyperparams(self, params: Union[Mapping[str, Any], argparse.Namespace, None] = None,
                         metrics: Union[Mapping[str, Any], float, None] = None, *args: Any, **kwargs: Any) -> None:
         """Record ``params`` in ``hparams.yaml`` and in TensorBoard's HParams tab.
@@ -118,6 +126,7 @@ class TensorBoardLogger(_VersionedLogger):
         if params or metrics:
             self._write_session_start({k: _tensorboard_hparam(v) for k, v in _flatten(self.hparams).items()})
 
+    @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         """Draw ``model``'s graph from ``input_array`` (default: ``model.example_input_array``); only when
         the logger was made with ``log_graph=True``."""
@@ -138,11 +147,13 @@ class TensorBoardLogger(_VersionedLogger):
             input_array = move_data_to_device(input_array, device)
         self.experiment.add_graph(model, input_array)
 
+    @rank_zero_only
     def save(self) -> None:
         """Flush the event file (``hparams.yaml`` is written when hyperparameters are logged)."""
         if self._experiment is not None:
             self._experiment.flush()
 
+    @rank_zero_only
     def finalize(self, status: str) -> None:
         """Record how the run ended in the HParams tab, then flush and close the event file.
 

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from ember.loggers.logger import Logger, _params_to_dict
+from ember.loggers.logger import Logger, _params_to_dict, rank_zero_experiment
 from ember.loggers.mlflow import _checkpoints_to_upload  # shared helper; imports no mlflow
+from ember.utilities.rank_zero import rank_zero_only
 
 _MISSING = ("WandbLogger needs wandb, which is not installed. Install it with `pip install wandb`, or "
             "`pip install -e '.[wandb]'` in ember's source tree.")
@@ -30,6 +31,10 @@ class WandbLogger(Logger):
 
     The run stays open after ``fit`` so ``trainer.test`` can log to it; ``wandb.finish()`` ends it (W&B
     also ends it when the process exits).
+
+    Under several processes only global rank 0 starts the run and writes to it; on other ranks
+    ``experiment`` is a ``DummyExperiment`` (``experiment.config.update(...)`` is a no-op there) and
+    ``version`` is the id given, or None.
 
     >>> logger = WandbLogger(project="demo", offline=True)   # doctest: +SKIP
     >>> trainer = Trainer(logger=logger)                     # doctest: +SKIP
@@ -78,8 +83,10 @@ class WandbLogger(Logger):
             self._define_step_metric(experiment)
 
     @property
+    @rank_zero_experiment
     def experiment(self) -> Any:
-        """The ``wandb`` run, started on first use (or the run already in progress in this process)."""
+        """The ``wandb`` run, started on first use (or the run already in progress in this process); a
+        ``DummyExperiment`` on ranks other than 0."""
         if self._experiment is None:
             import wandb
 
@@ -111,8 +118,8 @@ class WandbLogger(Logger):
     @property
     def version(self) -> Optional[str]:
         """The run id: the one asked for, else that of the run (started here if need be, so that
-        ``ModelCheckpoint`` can name its folder after it)."""
-        if self._experiment is None and self._id is not None:
+        ``ModelCheckpoint`` can name its folder after it). On ranks other than 0: the id given, or None."""
+        if self._experiment is None and (self._id is not None or rank_zero_only.rank > 0):
             return self._id
         return self.experiment.id
 
@@ -121,6 +128,7 @@ class WandbLogger(Logger):
         return self._save_dir
 
     # --- what the Trainer calls -----------------------------------------------------------------------
+    @rank_zero_only
     def log_hyperparams(self, params: Union[Mapping[str, Any], argparse.Namespace, None] = None,
                         *args: Any, **kwargs: Any) -> None:
         """Merge ``params`` into the run's config (nested dicts stay nested)."""
@@ -128,18 +136,21 @@ class WandbLogger(Logger):
                   for k, v in _params_to_dict(params).items()}
         self.experiment.config.update(params, allow_val_change=True)
 
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
         metrics = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}" if self._prefix else k: v for k, v in metrics.items()}
         if step is not None:
             metrics["trainer/global_step"] = step
         self.experiment.log(metrics)
 
+    @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         if self._log_model == "all" or (self._log_model is True and getattr(checkpoint_callback, "save_top_k", 1) == -1):
             self._log_checkpoints(checkpoint_callback)
         elif self._log_model is True:
             self._checkpoint_callbacks[id(checkpoint_callback)] = checkpoint_callback
 
+    @rank_zero_only
     def finalize(self, status: str) -> None:
         """Upload pending checkpoints when the fit succeeded (none are uploaded from a failed one)."""
         if status != "success" or self._experiment is None:

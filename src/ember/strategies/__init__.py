@@ -7,5 +7,13 @@ from ember.strategies.environment import (ClusterEnvironment, LightningEnvironme
                                           TorchElasticEnvironment)
 from ember.strategies.strategy import SingleDeviceStrategy, Strategy
 
-__all__ = ["ClusterEnvironment", "DDPStrategy", "LightningEnvironment", "SingleDeviceStrategy", "SLURMEnvironment",
-           "Strategy", "TorchElasticEnvironment"]
+__all__ = ["ClusterEnvironment", "DDPStrategy", "FSDPStrategy", "LightningEnvironment", "SingleDeviceStrategy",
+           "SLURMEnvironment", "Strategy", "TorchElasticEnvironment"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "FSDPStrategy":  # imports torch.distributed.fsdp (about a second): only when asked for
+        from ember.strategies.fsdp import FSDPStrategy
+
+        return FSDPStrategy
+    raise AttributeError(f"module 'ember.strategies' has no attribute {name!r}")

@@ -11,6 +11,7 @@ What ember adds around ``torch.nn.parallel.DistributedDataParallel``, and nothin
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from typing import Any, Callable, Optional
@@ -148,6 +149,7 @@ class DDPStrategy(Strategy):
         backend = self.process_group_backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
         self.process_group_backend = backend
         dist.init_process_group(backend, rank=self.global_rank, world_size=self.world_size, timeout=self.timeout)
+        atexit.register(_leave_process_group)
         # the stop vote runs on the CPU, beside NCCL's GPU traffic, so reading it never syncs the GPU
         group = dist.new_group(backend="gloo") if backend != "gloo" else None
         self.stop_vote = StopVote(group)
@@ -238,6 +240,12 @@ class DDPStrategy(Strategy):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(world_size={self.world_size}, global_rank={self.global_rank}, "
                 f"device={self.root_device})")
+
+
+def _leave_process_group() -> None:
+    """At exit, leave the process group cleanly (torch warns, and gloo may abort, when a process exits inside it)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class StopVote:

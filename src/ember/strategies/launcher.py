@@ -72,6 +72,8 @@ def _wait_for_children() -> None:
         codes = ", ".join(f"local rank {i + 1}: exit code {p.returncode}" for i, p in enumerate(_children)
                           if p in failed)
         print(f"ember: processes started by rank 0 failed ({codes}).", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)  # the job failed: say so in rank 0's exit code too (atexit cannot change it otherwise)
     _children.clear()
 
 

@@ -54,6 +54,9 @@ class Strategy:
         self.model = module
         return training_step
 
+    def setup_eval_module(self, module: torch.nn.Module) -> None:
+        """Prepare ``module`` for validate/test/predict (FSDP shards it); most strategies have nothing to do."""
+
     def process_dataloader(self, loader: Any, train: bool) -> Any:
         return loader
 

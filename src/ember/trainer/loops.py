@@ -83,7 +83,7 @@ def run_train_epoch(trainer: Any) -> None:
     module = t.lightning_module
     hooks = t._hooks
     loader = t._train_loader_for_epoch()
-    results = t._train_results = Results("train")
+    results = t._train_results = Results("train", distributed=t.world_size > 1)
     module._log_store = results  # the module's train/eval modes are the user's: ember does not call .train()
     hooks.call("on_train_epoch_start")
 
@@ -394,7 +394,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     prefix = _PREFIX[stage]
     sanity = stage == "sanity"
     multi = len(loaders) > 1
-    results = Results("validate" if sanity else stage, num_dataloaders=len(loaders))
+    results = Results("validate" if sanity else stage, num_dataloaders=len(loaders), distributed=t.world_size > 1)
     module._log_store = results  # self.log in predict_step raises: there is nowhere to report it
     predictions: list = [[] for _ in loaders]
     step = adapt_step(getattr(module, f"{prefix}_step"))

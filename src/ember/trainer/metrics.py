@@ -118,9 +118,12 @@ class _Entry:
 class Results:
     """The entries logged during one run of a loop (a training epoch, one validation run, ...)."""
 
-    def __init__(self, stage: str, num_dataloaders: int = 1) -> None:
+    def __init__(self, stage: str, num_dataloaders: int = 1, distributed: bool = False) -> None:
         self.stage = stage
         self.num_dataloaders = num_dataloaders
+        # the run has several ranks: sync_dist values are reduced (a trainer inside a distributed job, such as the
+        # learning-rate finder's, that runs on one rank does not reduce)
+        self.distributed = distributed
         self.entries: dict = {}
         self.dataloader_idx = 0
         self._batch: Any = None
@@ -196,7 +199,7 @@ class Results:
         if entry.on_epoch and entry.metric is None and entry.reduce == "mean" and batch_size is None:
             batch_size = self._current_batch_size()
         entry.update(value, batch_size or 1)
-        if entry.sync_dist and entry.on_step and self.stage == "train" and entry.metric is None and _distributed():
+        if entry.sync_dist and entry.on_step and self.stage == "train" and entry.metric is None and self.distributed:
             # a collective at every call, as asked; evaluation steps are synced at the epoch's end only (ranks
             # may hold different numbers of evaluation batches, so a per-step collective could wait forever)
             entry.last = _all_reduce_mean(entry.last.detach())
@@ -282,7 +285,7 @@ class Results:
     def sync_epoch(self) -> None:
         """Under torch.distributed, the epoch values of ``sync_dist=True`` entries over all ranks. Every rank calls
         this at the same points (epoch ends), so values read later, on rank 0 alone, need no collective."""
-        if not _distributed():
+        if not self.distributed:
             return
         for e in self.entries.values():
             if e.metric is not None and e.on_epoch:
@@ -333,12 +336,6 @@ class Results:
             for i in targets:
                 per_loader[i][name] = value
         return per_loader
-
-
-def _distributed() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _all_reduce_mean(value: Tensor) -> Tensor:

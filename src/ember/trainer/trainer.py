@@ -345,6 +345,8 @@ class Trainer:
             self._training_step = loops.adapt_step(model.training_step)
             if fn == "fit":  # DDP wraps the module here: the training step then runs through the wrapper
                 self._training_step = self.strategy.setup_module(model, self._training_step)
+            else:  # FSDP shards the module for evaluation too
+                self.strategy.setup_eval_module(model)
             custom_transfer = any(is_overridden(name, model, LightningModule) for name in (
                 "transfer_batch_to_device", "on_before_batch_transfer", "on_after_batch_transfer"))
             self._transfer_batch = self._transfer_custom if custom_transfer else \
@@ -602,7 +604,8 @@ class Trainer:
         if logger is not None and getattr(logger, "save_dir", None):  # earlier versions of the same logger
             candidates += glob.glob(os.path.join(logger.save_dir, str(logger.name), "*", "checkpoints", "last*.ckpt"))
         candidates += glob.glob(os.path.join(self.default_root_dir, "checkpoints", "last*.ckpt"))
-        candidates = [c for c in candidates if os.path.isfile(c)]
+        candidates = [c for c in candidates  # a sharded checkpoint (FSDP) is a folder
+                      if os.path.isfile(c) or (os.path.isdir(c) and self.strategy.save_needs_all_ranks)]
         return max(candidates, key=os.path.getmtime) if candidates else None
 
     def _load_weights(self, ckpt_path: Optional[str]) -> None:

@@ -1,5 +1,8 @@
 """Work done once per run, by the process of global rank 0: files, prints, warnings.
 
+Loggers decorate their writing methods with ``@rank_zero_only`` and their ``experiment`` property with
+``ember.loggers.logger.rank_zero_experiment``, as in Lightning; a custom logger does the same.
+
 ``rank_zero_only.rank`` is read from the environment at import (torchrun's ``RANK``, SLURM's
 ``SLURM_PROCID``, ember's ``LOCAL_RANK``/``NODE_RANK``) and set by the strategy when it joins the
 process group.
@@ -48,10 +51,24 @@ def rank_zero_only(fn: Callable[..., T], default: Optional[T] = None) -> Callabl
 rank_zero_only.rank = _rank_from_environment()  # type: ignore[attr-defined]
 
 
-def rank_zero_warn(message: str, category: type = UserWarning, stacklevel: int = 3, **kwargs: Any) -> None:
-    """``warnings.warn`` on rank 0 only."""
+def rank_zero_warn(message: Any, category: type = UserWarning, stacklevel: int = 3, **kwargs: Any) -> None:
+    """``warnings.warn`` on rank 0 only. ``stacklevel=3`` points at the line that called the caller."""
     if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         warnings.warn(message, category, stacklevel=stacklevel)
+
+
+def rank_zero_deprecation(message: Any, stacklevel: int = 4, **kwargs: Any) -> None:
+    """A ``DeprecationWarning`` on rank 0 only."""
+    rank_zero_warn(message, DeprecationWarning, stacklevel=stacklevel)
+
+
+def rank_prefixed_message(message: str, rank: Optional[int]) -> str:
+    """``"[rank: 1] message"``; the message unchanged when ``rank`` is None.
+
+    >>> rank_prefixed_message("stopping", 1)
+    '[rank: 1] stopping'
+    """
+    return message if rank is None else f"[rank: {rank}] {message}"
 
 
 def rank_zero_info(message: str, *args: Any, **kwargs: Any) -> None:

@@ -1,0 +1,503 @@
+"""Fully Sharded Data Parallel: each rank keeps 1/N of every parameter, gradient and optimizer state, and
+gathers a unit's full parameters only while that unit runs. Built on FSDP2 (``torch.distributed.fsdp.fully_shard``);
+the processes, the process group, the collectives and the stop vote are ``DDPStrategy``'s.
+
+What ember adds around ``fully_shard``, and nothing more:
+- sharding: ``fully_shard`` on each submodule that ``auto_wrap_policy`` picks (one all-gather per unit), then on
+  the LightningModule itself (its remaining parameters); what the user already sharded in ``configure_model``
+  is left as it is;
+- ``training_step``, ``validation_step``, ``test_step`` and ``predict_step`` gather the root's parameters as
+  ``forward`` does (``register_fsdp_forward_method``), so a step may call ``self.head(x)`` directly;
+- checkpoints: ``state_dict_type="full"`` (the default) gathers an ordinary checkpoint file on rank 0, which loads
+  in one process without FSDP; ``"sharded"`` writes a folder in which every rank writes its own shard
+  (``torch.distributed.checkpoint``), for models too large to gather.
+"""
+from __future__ import annotations
+
+import datetime
+import inspect
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+import torch.distributed as dist
+
+from ember.strategies.ddp import _DEFAULT_TIMEOUT, DDPStrategy
+from ember.strategies.environment import ClusterEnvironment
+
+try:
+    from torch.distributed.fsdp import (CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, OffloadPolicy,
+                                        fully_shard, register_fsdp_forward_method)
+
+    _FSDP2_AVAILABLE = True
+except ImportError:  # torch < 2.6, or a build without distributed
+    _FSDP2_AVAILABLE = False
+
+_META_FILE = "meta.pt"  # in a sharded checkpoint folder: everything but the model and optimizer tensors
+_STEP_METHODS = ("training_step", "validation_step", "test_step", "predict_step")
+# name -> (hybrid mesh, reshard_after_forward); None: fully_shard's default (True, but False for the root, whose
+# parameters backward needs first)
+_SHARDING = {"FULL_SHARD": (False, None), "SHARD_GRAD_OP": (False, False), "HYBRID_SHARD": (True, None),
+             "_HYBRID_SHARD_ZERO2": (True, False)}
+# FSDP1 (FullyShardedDataParallel) arguments that Lightning passes on and FSDP2 has no equivalent for
+_FSDP1_ONLY = {
+    "use_orig_params": "FSDP2 always trains the original parameters; remove the argument",
+    "limit_all_gathers": "FSDP2 limits in-flight all-gathers itself; remove the argument",
+    "forward_prefetch": "after setup, call `module.set_modules_to_forward_prefetch([...])` on the sharded modules",
+    "backward_prefetch": "FSDP2 prefetches the next unit in backward by default; for more, call "
+                         "`module.set_modules_to_backward_prefetch([...])`",
+    "param_init_fn": "create the layers on the meta device in `configure_model`, call `fully_shard` on them, then "
+                     "`to_empty(device=...)` and initialise them there",
+    "device_id": "ember places every rank on its device; remove the argument",
+    "ignored_states": "pass `ignored_params={...}` (a set of parameters) instead",
+    "activation_checkpointing": "renamed: pass `activation_checkpointing_policy={Block}`",
+}
+
+
+def _require_fsdp2() -> None:
+    if not _FSDP2_AVAILABLE:
+        raise RuntimeError(f"FSDPStrategy uses FSDP2 (`torch.distributed.fsdp.fully_shard`), which torch "
+                           f"{torch.__version__} does not provide. Install torch >= 2.6, or use strategy='ddp'.")
+
+
+class _ShardedOptimizerState:
+    """Stands in for optimizer ``index``'s state in a checkpoint read from a sharded folder: it is read from the
+    folder only when the Trainer restores that optimizer (validate/test read the weights alone)."""
+
+    def __init__(self, folder: Path, index: int) -> None:
+        self.folder = folder
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"<optimizer {self.index} state in {self.folder}>"
+
+
+class FSDPStrategy(DDPStrategy):
+    """``Trainer(strategy="fsdp")``, or ``FSDPStrategy(...)`` with options; ``fully_shard`` from FSDP2 underneath.
+
+    Args:
+        auto_wrap_policy: which submodules become their own sharded unit (gathered and freed one at a time):
+            a set of module classes (``{TransformerBlock}``), ``torch.distributed.fsdp.wrap.ModuleWrapPolicy``, or a
+            callable ``policy(module) -> bool`` (FSDP1-style ``policy(module, recurse, nonwrapped_numel)`` works
+            too). The LightningModule itself is always sharded, last. None: one unit, the whole model.
+        activation_checkpointing_policy: module classes whose activations are recomputed in backward.
+        cpu_offload: True (or ``CPUOffload(offload_params=True)``, or ``CPUOffloadPolicy()``) keeps the shards and
+            the optimizer step on the CPU.
+        mixed_precision: ``MixedPrecisionPolicy(param_dtype=..., reduce_dtype=...)`` (FSDP1's ``MixedPrecision``
+            is converted: its ``buffer_dtype`` casts the buffers once).
+        sharding_strategy: "FULL_SHARD" (default: parameters freed after forward, gathered again for backward),
+            "SHARD_GRAD_OP" (kept gathered from forward to backward), "HYBRID_SHARD" / "_HYBRID_SHARD_ZERO2"
+            (shard within a node, replicate across nodes). ``reshard_after_forward`` sets the same directly.
+        state_dict_type: "full" (default): checkpoints are ordinary files gathered on rank 0, readable with
+            ``Model.load_from_checkpoint`` and ``torch.load`` in one process. "sharded": each checkpoint is a folder
+            in which every rank writes its shard (``torch.distributed.checkpoint``); resume with
+            ``trainer.fit(ckpt_path=folder)``; the folder must be on a file system every node sees.
+        device_mesh: a ``DeviceMesh``, or a shape: ``(replicas, shards)`` for hybrid sharding.
+        sync_module_states: broadcast rank 0's weights before sharding (when ranks were not seeded alike).
+        **kwargs: passed to ``fully_shard`` (``shard_placement_fn``, ``ignored_params``, ...); ``ignored_modules``
+            becomes ``ignored_params``.
+
+    >>> import torch, ember
+    >>> from ember.strategies.fsdp import FSDPStrategy
+    >>> strategy = FSDPStrategy(auto_wrap_policy={torch.nn.TransformerEncoderLayer}, state_dict_type="sharded")
+    >>> trainer = ember.Trainer(strategy=strategy, accelerator="cpu", devices=2, enable_progress_bar=False)
+    >>> trainer.world_size
+    2
+
+    In ``configure_model`` a module may shard itself (sharded initialisation; FSDP leaves those units alone)::
+
+        def configure_model(self):
+            if self.blocks is None:  # called at every stage
+                self.blocks = torch.nn.Sequential(*[Block() for _ in range(24)])
+                for block in self.blocks:
+                    fully_shard(block, mesh=self.trainer.strategy.device_mesh)
+    """
+
+    strategy_name = "fsdp"
+    save_needs_all_ranks = True  # gathering the weights (full) or writing the shards (sharded) needs every rank
+
+    def __init__(self, accelerator: Any = None, parallel_devices: Any = None,
+                 cluster_environment: Optional[ClusterEnvironment] = None, checkpoint_io: Any = None,
+                 precision_plugin: Any = None, process_group_backend: Optional[str] = None,
+                 timeout: Optional[datetime.timedelta] = _DEFAULT_TIMEOUT, cpu_offload: Any = None,
+                 mixed_precision: Any = None, auto_wrap_policy: Any = None,
+                 activation_checkpointing_policy: Any = None, sharding_strategy: Any = "FULL_SHARD",
+                 state_dict_type: str = "full", device_mesh: Any = None, sync_module_states: bool = False,
+                 **kwargs: Any) -> None:
+        _require_fsdp2()
+        super().__init__(accelerator=accelerator, parallel_devices=parallel_devices,
+                         cluster_environment=cluster_environment, checkpoint_io=checkpoint_io,
+                         precision_plugin=precision_plugin, process_group_backend=process_group_backend,
+                         timeout=timeout)
+        if state_dict_type not in ("full", "sharded"):
+            raise ValueError(f"FSDPStrategy(state_dict_type={state_dict_type!r}) must be 'full' (one checkpoint file "
+                             "gathered on rank 0) or 'sharded' (a folder, each rank writing its shard).")
+        self.state_dict_type = state_dict_type
+        self.auto_wrap_policy = _wrap_predicate(auto_wrap_policy, "auto_wrap_policy")
+        self.activation_checkpointing_policy = _wrap_predicate(activation_checkpointing_policy,
+                                                               "activation_checkpointing_policy")
+        self.sync_module_states = sync_module_states
+        self._hybrid, reshard = _sharding(sharding_strategy)
+        self._mesh_arg = device_mesh
+        self._mesh: Any = None
+        self._buffer_dtype: Optional[torch.dtype] = None
+        self._cpu_offload = False
+        self._shard_kwargs = self._fully_shard_kwargs(kwargs, cpu_offload, mixed_precision, reshard)
+
+    def _fully_shard_kwargs(self, kwargs: dict, cpu_offload: Any, mixed_precision: Any,
+                            reshard: Optional[bool]) -> dict:
+        """The arguments every ``fully_shard`` call gets (the mesh is added at setup)."""
+        accepted = set(inspect.signature(fully_shard).parameters) - {"module", "mesh"}
+        for name in kwargs:
+            if name in _FSDP1_ONLY:
+                if name == "use_orig_params" and kwargs[name]:
+                    continue  # what FSDP2 always does
+                raise ValueError(f"FSDPStrategy({name}=...) is an FSDP1 argument with no FSDP2 equivalent: "
+                                 f"{_FSDP1_ONLY[name]}.")
+            if name not in accepted and name != "ignored_modules":
+                raise ValueError(f"FSDPStrategy got an unknown argument {name!r}. It accepts Lightning's FSDPStrategy "
+                                 "arguments (auto_wrap_policy, cpu_offload, mixed_precision, sharding_strategy, "
+                                 "state_dict_type, activation_checkpointing_policy, device_mesh, timeout, "
+                                 f"process_group_backend) and those of fully_shard: {sorted(accepted)}.")
+        out = {k: v for k, v in kwargs.items() if k not in _FSDP1_ONLY}
+        ignored_modules = out.pop("ignored_modules", None)
+        if ignored_modules:
+            out["ignored_params"] = set(out.get("ignored_params") or ()) | {
+                p for m in ignored_modules for p in m.parameters()}
+        if reshard is not None:
+            out.setdefault("reshard_after_forward", reshard)
+        if cpu_offload is not None and cpu_offload is not False:
+            if "offload_policy" in out:
+                raise ValueError("FSDPStrategy got both cpu_offload and offload_policy; pass one of them.")
+            if isinstance(cpu_offload, OffloadPolicy):
+                out["offload_policy"] = cpu_offload
+            elif cpu_offload is True or getattr(cpu_offload, "offload_params", False):
+                self._cpu_offload = True  # the policy is made in _shard: pinned memory only beside a GPU
+        if mixed_precision is not None:
+            if "mp_policy" in out:
+                raise ValueError("FSDPStrategy got both mixed_precision and mp_policy; pass one of them.")
+            if isinstance(mixed_precision, MixedPrecisionPolicy):
+                out["mp_policy"] = mixed_precision
+            elif all(hasattr(mixed_precision, a) for a in ("param_dtype", "reduce_dtype", "buffer_dtype")):  # FSDP1
+                out["mp_policy"] = MixedPrecisionPolicy(param_dtype=mixed_precision.param_dtype,
+                                                        reduce_dtype=mixed_precision.reduce_dtype)
+                self._buffer_dtype = mixed_precision.buffer_dtype
+            else:
+                raise TypeError(f"FSDPStrategy(mixed_precision={mixed_precision!r}) must be a "
+                                "torch.distributed.fsdp.MixedPrecisionPolicy(param_dtype=..., reduce_dtype=...).")
+        return out
+
+    # --- set-up ---------------------------------------------------------------------------------------------
+    def setup_environment(self) -> None:
+        super().setup_environment()
+        if self._mesh is None:  # every rank builds it (a hybrid mesh creates process groups)
+            self._mesh = self._build_mesh()
+
+    def _build_mesh(self) -> Any:
+        from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+
+        mesh = self._mesh_arg
+        if isinstance(mesh, DeviceMesh):
+            return mesh
+        if mesh is None and self._hybrid:
+            mesh = (self.num_nodes, self.world_size // self.num_nodes)
+        if mesh is None:
+            return init_device_mesh(self.root_device.type, (self.world_size,))
+        shape = tuple(mesh)
+        if len(shape) != 2 or shape[0] * shape[1] != self.world_size:
+            raise ValueError(f"FSDPStrategy(device_mesh={mesh!r}) must be (replicas, shards) with replicas * shards "
+                             f"= world_size ({self.world_size}).")
+        return init_device_mesh(self.root_device.type, shape, mesh_dim_names=("replicate", "shard"))
+
+    @property
+    def device_mesh(self) -> Any:
+        """The mesh the model is sharded over (hand it to ``fully_shard(..., mesh=...)`` in ``configure_model``)."""
+        return self._mesh
+
+    def setup_module(self, module: torch.nn.Module, training_step: Callable) -> Callable:
+        """Shard ``module``; the returned training step gathers the root's parameters like ``forward`` does."""
+        self._shard(module)
+        from ember.trainer.loops import adapt_step
+
+        return adapt_step(module.training_step)  # the method registered with FSDP, not the one passed in
+
+    def setup_eval_module(self, module: torch.nn.Module) -> None:
+        """validate/test/predict: the same sharding as for fit."""
+        self._shard(module)
+
+    def _shard(self, module: torch.nn.Module) -> None:
+        if self._buffer_dtype is not None:
+            for buf in module.buffers():
+                if buf.is_floating_point():
+                    buf.data = buf.data.to(self._buffer_dtype)
+        if not isinstance(module, FSDPModule):
+            if self.sync_module_states:
+                for tensor in [*module.parameters(), *module.buffers()]:
+                    if not _is_dtensor(tensor):
+                        dist.broadcast(tensor.data, src=0)
+            if self.activation_checkpointing_policy is not None:
+                from torch.distributed._composable import checkpoint  # keeps parameter names, unlike a wrapper
+
+                for sub in list(module.modules()):
+                    # not on units the user sharded: FSDP must come after checkpointing, not before
+                    if sub is not module and not isinstance(sub, FSDPModule) and \
+                            self.activation_checkpointing_policy(sub):
+                        checkpoint(sub)
+            kwargs = dict(self._shard_kwargs, mesh=self._mesh)
+            if self._cpu_offload:
+                kwargs["offload_policy"] = CPUOffloadPolicy(pin_memory=self.root_device.type == "cuda")
+            if self.auto_wrap_policy is not None:
+                # bottom-up (reversed pre-order: children before parents); skip what the user sharded already
+                for sub in reversed(list(module.modules())):
+                    if sub is module or isinstance(sub, FSDPModule) or not self.auto_wrap_policy(sub):
+                        continue
+                    params = list(sub.parameters())
+                    if params and not any(_is_dtensor(p) for p in params):
+                        fully_shard(sub, **kwargs)
+            fully_shard(module, **kwargs)
+        registered = module.__dict__.setdefault("_ember_fsdp_methods", set())
+        for name in _STEP_METHODS:  # once per module: registering twice would gather twice
+            if name not in registered and hasattr(module, name):
+                signature = inspect.signature(getattr(type(module), name))
+                register_fsdp_forward_method(module, name)
+                # the wrapper's signature is the bound method's, minus one more parameter once bound; give it the
+                # method's own, so that ember sees whether the step takes batch_idx
+                getattr(module, name).__func__.__signature__ = signature
+                registered.add(name)
+        self.model = module
+
+    def teardown(self) -> None:
+        if self.stop_vote is not None:
+            self.stop_vote.drain()
+        # self.model stays: the module stays sharded after fit, and trainer.save_checkpoint() after fit gathers it
+        # (and its optimizer's state) through this strategy
+
+    def set_grad_sync(self, enabled: bool) -> None:  # type: ignore[override]
+        """False on the batches of an accumulation window that do not step: no reduce-scatter until the step."""
+        self.model.set_requires_gradient_sync(enabled)
+
+    # --- state ------------------------------------------------------------------------------------------------
+    def lightning_module_state_dict(self, module: torch.nn.Module) -> dict:
+        """Full: the whole state dict on rank 0 (on the CPU), ``{}`` elsewhere. Sharded: this rank's DTensors."""
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        if not _is_sharded(module):
+            return module.state_dict()
+        return get_model_state_dict(module, options=self._save_options())
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict:
+        """Full: torch's usual ``optimizer.state_dict()`` layout (parameters numbered), on rank 0. Sharded: keyed
+        by parameter name, holding this rank's shards."""
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        if self.model is None or not _is_sharded(self.model):
+            return optimizer.state_dict()
+        state = get_optimizer_state_dict(self.model, optimizer, options=self._save_options())
+        if self.state_dict_type == "sharded":
+            return state
+        return _numbered(state) if self.is_global_zero else {}
+
+    def _save_options(self) -> Any:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+        full = self.state_dict_type == "full"
+        return StateDictOptions(full_state_dict=full, cpu_offload=full)
+
+    def load_model_state_dict(self, module: torch.nn.Module, state: dict, strict: bool = True) -> None:
+        """A full state dict (a checkpoint file) is scattered from rank 0; a sharded one was read in place."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        if not _is_sharded(module):
+            module.load_state_dict(state, strict=strict)
+            return
+        full = not any(_is_dtensor(v) for v in state.values())
+        set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=full, broadcast_from_rank0=full,
+                                                                     strict=strict))
+
+    def load_optimizer_state_dict(self, optimizer: torch.optim.Optimizer, state: Any) -> None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        if isinstance(state, _ShardedOptimizerState):
+            state = self._read_sharded_optimizer(optimizer, state)
+            set_optimizer_state_dict(self.model, optimizer, state)
+            return
+        if self.model is None or not _is_sharded(self.model):
+            optimizer.load_state_dict(state)
+            return
+        state = _named(state, self._parameter_names(optimizer))
+        set_optimizer_state_dict(self.model, optimizer, state,
+                                 options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+
+    def _parameter_names(self, optimizer: torch.optim.Optimizer) -> list:
+        """The state-dict name of each of ``optimizer``'s parameters, in its order."""
+        names = {id(p): _state_dict_name(n) for n, p in self.model.named_parameters()}
+        try:
+            return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+        except KeyError:
+            raise ValueError("The optimizer holds a parameter that is not in the model; FSDP can restore the state "
+                             "only of the model's own parameters.") from None
+
+    # --- checkpoint files -------------------------------------------------------------------------------------
+    def save_checkpoint(self, checkpoint: dict, filepath: Any) -> None:
+        """Full: rank 0 writes one file. Sharded: every rank writes its shard into a temporary folder beside
+        ``filepath``, rank 0 adds ``meta.pt`` (the rest of the checkpoint) and renames the folder."""
+        if not any(_is_dtensor(v) for v in checkpoint["state_dict"].values()):  # gathered (or never sharded)
+            super().save_checkpoint(checkpoint, filepath)
+            return
+        import torch.distributed.checkpoint as dcp
+        from ember.trainer.checkpoint import atomic_save
+
+        path = Path(filepath)
+        tmp = path.with_name(f".{path.name}.tmp")
+        if self.is_global_zero:
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a run that died while saving
+            tmp.mkdir(parents=True)
+        self.barrier()
+        tensors = {"state_dict": checkpoint["state_dict"]}
+        optimizers = checkpoint.get("optimizer_states")
+        for i, state in enumerate(optimizers or ()):
+            tensors[f"optimizer_{i}"] = state
+        dcp.save(tensors, checkpoint_id=tmp)  # returns once rank 0 has written the folder's .metadata
+        if self.is_global_zero:
+            meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer_states")}
+            meta["ember_sharded"] = {"optimizers": None if optimizers is None else len(optimizers)}
+            atomic_save(meta, tmp / _META_FILE)
+            _replace_folder(tmp, path)
+        self.barrier()  # no rank reads the folder before it has its final name
+
+    def load_checkpoint(self, path: Any, map_location: Any = None) -> dict:
+        """A file: every rank maps it (``mmap``); only rank 0's copy is read and scattered. A folder: every rank
+        reads its own shard of the model; the optimizers' shards when they are restored."""
+        from ember.trainer.checkpoint import load_checkpoint
+
+        path = Path(path)
+        if not path.is_dir():
+            try:  # mmap: ranks other than 0 never read the tensors (they receive them from rank 0)
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception:
+                checkpoint = None
+            return checkpoint if isinstance(checkpoint, dict) else load_checkpoint(path, "cpu")  # its messages
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        if not (path / _META_FILE).is_file():
+            raise FileNotFoundError(f"{path} is a folder but not a sharded checkpoint written by FSDPStrategy: it has "
+                                    f"no {_META_FILE}. Pass the checkpoint folder itself (e.g. 'epoch=0-step=4.ckpt').")
+        checkpoint = load_checkpoint(path / _META_FILE, "cpu")
+        info = checkpoint.pop("ember_sharded", {})
+        if self.model is None:
+            raise RuntimeError(f"Reading the sharded checkpoint {path} needs the model set up by FSDPStrategy; this "
+                               "stage did not set it up. Load it inside trainer.fit(ckpt_path=...), or save with "
+                               "FSDPStrategy(state_dict_type='full').")
+        state = {"state_dict": get_model_state_dict(self.model)}  # this rank's shards: filled in place
+        dcp.load(state, checkpoint_id=path)
+        checkpoint["state_dict"] = state["state_dict"]
+        if info.get("optimizers") is not None:
+            checkpoint["optimizer_states"] = [_ShardedOptimizerState(path, i) for i in range(info["optimizers"])]
+        return checkpoint
+
+    def _read_sharded_optimizer(self, optimizer: torch.optim.Optimizer, state: _ShardedOptimizerState) -> dict:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        key = f"optimizer_{state.index}"
+        target = {key: get_optimizer_state_dict(self.model, optimizer)}  # the layout to fill, this rank's shards
+        dcp.load(target, checkpoint_id=state.folder)
+        return target[key]
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(world_size={self.world_size}, global_rank={self.global_rank}, "
+                f"device={self.root_device}, state_dict_type={self.state_dict_type!r})")
+
+
+# --- helpers -----------------------------------------------------------------------------------------------------
+def _is_dtensor(tensor: Any) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def _is_sharded(module: Optional[torch.nn.Module]) -> bool:
+    return module is not None and any(isinstance(m, FSDPModule) for m in module.modules())
+
+
+def _state_dict_name(name: str) -> str:
+    """A parameter's name as state dicts spell it (without torch.compile's and checkpoint wrappers' prefixes)."""
+    return name.replace("_orig_mod.", "").replace("_checkpoint_wrapped_module.", "")
+
+
+def _numbered(state: dict) -> dict:
+    """An optimizer state keyed by parameter name -> torch's ``optimizer.state_dict()`` layout (0, 1, 2... in
+    param-group order), which a plain optimizer in one process loads."""
+    index: dict = {}
+    groups = []
+    for group in state["param_groups"]:
+        groups.append({**group, "params": [index.setdefault(name, len(index)) for name in group["params"]]})
+    return {"state": {index[name]: value for name, value in state["state"].items()}, "param_groups": groups}
+
+
+def _named(state: dict, names: list) -> dict:
+    """The inverse of ``_numbered`` for an optimizer whose parameters are named ``names``, in order."""
+    numbered = [i for group in state["param_groups"] for i in group["params"]]
+    if len(numbered) != len(names) or any(isinstance(i, str) for i in numbered):
+        if all(isinstance(i, str) for i in numbered):
+            return state  # already keyed by name
+        raise ValueError(f"The checkpoint's optimizer state has {len(numbered)} parameters but the optimizer has "
+                         f"{len(names)}; resume with the same model and configure_optimizers.")
+    rename = dict(zip(numbered, names))
+    return {"state": {rename[i]: value for i, value in state["state"].items()},
+            "param_groups": [{**g, "params": [rename[i] for i in g["params"]]} for g in state["param_groups"]]}
+
+
+def _wrap_predicate(policy: Any, name: str) -> Optional[Callable[[torch.nn.Module], bool]]:
+    """``auto_wrap_policy`` in any of Lightning's forms -> ``predicate(module) -> bool`` (None: wrap nothing)."""
+    if policy is None:
+        return None
+    classes = getattr(policy, "_module_classes", None)  # torch.distributed.fsdp.wrap.ModuleWrapPolicy
+    if isinstance(policy, type) and issubclass(policy, torch.nn.Module):
+        classes = {policy}
+    elif isinstance(policy, Iterable) and not isinstance(policy, (str, bytes)):
+        classes = set(policy)
+    if classes is not None:
+        bad = [c for c in classes if not (isinstance(c, type) and issubclass(c, torch.nn.Module))]
+        if bad:
+            raise TypeError(f"FSDPStrategy({name}=...) must hold module classes, such as {{Block}} (the class "
+                            f"itself, not its name); it holds {', '.join(repr(c) for c in bad)}.")
+        classes = tuple(classes)
+        return lambda module: isinstance(module, classes)
+    if callable(policy):
+        try:
+            fsdp1_style = len(inspect.signature(policy).parameters) >= 3  # (module, recurse, nonwrapped_numel)
+        except (TypeError, ValueError):
+            fsdp1_style = False
+        if fsdp1_style:
+            return lambda module: bool(policy(module=module, recurse=False,
+                                              nonwrapped_numel=sum(p.numel() for p in module.parameters())))
+        return lambda module: bool(policy(module))
+    raise TypeError(f"FSDPStrategy({name}={policy!r}) must be a set of module classes (e.g. {{Block}}), a "
+                    "ModuleWrapPolicy, or a callable `policy(module) -> bool`.")
+
+
+def _sharding(strategy: Any) -> tuple:
+    name = getattr(strategy, "name", strategy)  # torch.distributed.fsdp.ShardingStrategy or its name
+    if isinstance(name, str) and name.upper() in _SHARDING:
+        return _SHARDING[name.upper()]
+    if isinstance(name, str) and name.upper() == "NO_SHARD":
+        raise ValueError("FSDPStrategy(sharding_strategy='NO_SHARD') keeps a full replica on every rank: that is "
+                         "DDP. Use Trainer(strategy='ddp').")
+    raise ValueError(f"FSDPStrategy(sharding_strategy={strategy!r}) must be one of {sorted(_SHARDING)}.")
+
+
+def _replace_folder(tmp: Path, path: Path) -> None:
+    """Give the finished folder ``tmp`` the name ``path``, replacing what had it (a folder cannot be replaced in
+    one rename: the old one is moved aside first, then deleted)."""
+    old = path.with_name(f".{path.name}.old")
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
