@@ -311,6 +311,7 @@ class Trainer:
             if self._model is None:
                 raise TypeError(f"Trainer.{fn}() needs a model: pass `trainer.{fn}(model, ...)`.")
             model = self._model
+        model = _uncompiled(model)
         if not isinstance(model, LightningModule):
             raise TypeError(f"Trainer.{fn}() expects a ember.LightningModule, got {type(model).__name__}. Subclass "
                             "`ember.LightningModule` (or `pl.LightningModule` after `import ember as pl`).")
@@ -834,6 +835,18 @@ class Trainer:
 
 
 # --- construction helpers ------------------------------------------------------------------------------------
+def _uncompiled(model: Any) -> Any:
+    """``trainer.fit(torch.compile(model))``: train the LightningModule itself, with its ``forward`` compiled by the
+    same compiler settings. The loop, the hooks and ``self.current_epoch`` stay plain Python; the checkpoint keys
+    stay the module's own (no ``_orig_mod.`` prefix)."""
+    inner = getattr(model, "_orig_mod", None)
+    if type(model).__name__ != "OptimizedModule" or not isinstance(inner, LightningModule):
+        return model
+    if "forward" not in vars(inner):  # compile once, however many times the wrapper is passed in
+        inner.forward = model.dynamo_ctx(inner.forward)
+    return inner
+
+
 _STRATEGY_NAMES = ("auto", "single_device", "ddp", "ddp_find_unused_parameters_true",
                    "ddp_find_unused_parameters_false", "ddp_spawn", "fsdp")
 
