@@ -271,3 +271,48 @@ def test_ddp_spawn_trains_in_new_processes_and_brings_the_weights_back(tmp_path)
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True,
                           timeout=180, env=_clean_env())
     assert proc.returncode == 0 and "SPAWN OK" in proc.stdout, proc.stderr[-4000:]
+
+
+REQUEUE_SCRIPT = '''
+import os, signal, sys, torch, ember
+from torch.utils.data import DataLoader, TensorDataset
+
+class M(ember.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.l = torch.nn.Linear(4, 1)
+    def training_step(self, batch, i):
+        if self.global_step == 3:
+            os.kill(os.getpid(), signal.SIGUSR1)  # SLURM's warning before the time limit
+        return self.l(batch[0]).pow(2).mean()
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+plugins = [] if sys.argv[2] == "on" else [ember.strategies.SLURMEnvironment(auto_requeue=False)]
+trainer = ember.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=sys.argv[1], plugins=plugins)
+trainer.fit(M(), DataLoader(TensorDataset(torch.randn(64, 4)), batch_size=8))
+'''
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs SIGUSR1")
+@pytest.mark.parametrize("requeue", ["on", "off"])
+def test_sigusr1_under_slurm_saves_and_requeues_the_job(tmp_path, requeue):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "scontrol"  # records how it was called, as the real one would requeue
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'scontrol.txt'}\n")
+    fake.chmod(0o755)
+    script = tmp_path / "train.py"
+    script.write_text(REQUEUE_SCRIPT)
+    env = dict(_clean_env(), PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SLURM_JOB_ID="4242",
+               SLURM_NTASKS="1", SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_JOB_NAME="train")
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), requeue], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 128 + signal.SIGUSR1, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    if requeue == "on":
+        assert (tmp_path / "scontrol.txt").read_text().split() == ["requeue", "4242"]
+        assert "requeued SLURM job 4242" in proc.stdout
+    else:
+        assert not (tmp_path / "scontrol.txt").exists()

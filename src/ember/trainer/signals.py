@@ -62,9 +62,42 @@ def stop_for_signal(trainer: Any) -> None:
         print(f"ember: received {name}; saved {path} (epoch {p.epoch}, batch {p.batch_idx}, global step "
               f"{p.optimizer_steps}). Resume with trainer.fit(..., ckpt_path='last').", flush=True)
     trainer.state.status = "interrupted"
+    if signum == getattr(signal, "SIGUSR1", None) and trainer.is_global_zero:
+        _requeue_slurm_job(trainer)
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
+
+
+def _requeue_slurm_job(trainer: Any) -> None:
+    """Under SLURM, SIGUSR1 is the warning before the time limit (``#SBATCH --signal=SIGUSR1@90``): put the job back
+    in the queue, as Lightning does, so that it restarts and resumes from last.ckpt. Off with
+    ``plugins=[SLURMEnvironment(auto_requeue=False)]``."""
+    from ember.strategies.environment import SLURMEnvironment
+
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    if not isinstance(env, SLURMEnvironment):
+        env = next((p for p in trainer._plugins if isinstance(p, SLURMEnvironment)), None)
+    if env is None and SLURMEnvironment.detect():
+        env = SLURMEnvironment()
+    if env is None or not env.auto_requeue:
+        return
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return
+    import subprocess
+
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        print(f"ember: could not requeue SLURM job {job} ({e}); resubmit it to resume from last.ckpt.", flush=True)
+        return
+    if done.returncode == 0:
+        print(f"ember: requeued SLURM job {job}; it resumes from last.ckpt when it restarts.", flush=True)
+    else:
+        print(f"ember: `scontrol requeue {job}` failed ({done.stderr.strip()}); resubmit the job to resume.",
+              flush=True)
 
 
 def _last_checkpoint_path(trainer: Any) -> str:

@@ -97,9 +97,10 @@ class Trainer:
         on_nonfinite_loss: str = "raise",
     ) -> None:
         _check_int("num_nodes", num_nodes, minimum=1)
+        self._plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         device_type, device_indices = resolve_devices(accelerator, devices)
         self.strategy = _resolve_strategy(strategy, device_type, device_indices, num_nodes,
-                                          devices_given=devices not in ("auto", None))
+                                          devices_given=devices not in ("auto", None), plugins=self._plugins)
         self.strategy.sync_batchnorm = sync_batchnorm
         self.profiler = resolve_profiler(profiler)  # a pass-through one costs nothing: it wraps nothing
         self._device = self.strategy.root_device
@@ -852,7 +853,7 @@ _STRATEGY_NAMES = ("auto", "single_device", "ddp", "ddp_find_unused_parameters_t
 
 
 def _resolve_strategy(strategy: Any, device_type: str, device_indices: list, num_nodes: int,
-                      devices_given: bool) -> Strategy:
+                      devices_given: bool, plugins: list = ()) -> Strategy:
     """``Trainer(strategy=...)``: a Strategy object, or a name; 'auto' is DDP when more than one process runs."""
     from ember.strategies import DDPStrategy, SingleDeviceStrategy
     from ember.strategies.environment import SLURMEnvironment, TorchElasticEnvironment
@@ -883,6 +884,12 @@ def _resolve_strategy(strategy: Any, device_type: str, device_indices: list, num
                          f"{list(_STRATEGY_NAMES)} or a Strategy object such as ember.strategies.DDPStrategy(...).")
     if num_nodes > 1 and not chosen.__class__.__name__.startswith(("DDP", "FSDP")):
         raise ValueError(f"Trainer(num_nodes={num_nodes}) needs strategy='ddp' or 'fsdp'.")
+    from ember.strategies.environment import ClusterEnvironment
+
+    for plugin in plugins:  # Trainer(plugins=[SLURMEnvironment(auto_requeue=False)]) as in Lightning
+        if isinstance(plugin, ClusterEnvironment) and hasattr(chosen, "cluster_environment") \
+                and chosen.cluster_environment is None:
+            chosen.cluster_environment = plugin
     chosen._configure(device_type, device_indices, num_nodes, devices_given)
     return chosen
 
