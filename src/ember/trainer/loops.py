@@ -60,8 +60,8 @@ def _stop_wish(trainer: Any) -> list:
 
 
 def _ranks_agree_to_stop(trainer: Any) -> bool:
-    """Under DDP, leave the epoch when the ranks' vote from the previous batch says so (see StopVote)."""
-    answer = trainer.strategy.stop_vote.step(_stop_wish(trainer))
+    """Under DDP, leave the epoch when the ranks' latest vote says so (see StopVote)."""
+    answer = trainer.strategy.stop_vote.step(_stop_wish, trainer)
     if answer is None:
         return False
     if answer[0] and trainer._signals.received is None:
