@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 import torch
@@ -28,8 +28,8 @@ class Progress:
     rng_to_restore: Optional[dict] = field(default=None, repr=False)
 
     def state_dict(self) -> dict:
-        state = asdict(self)
-        state.pop("rng_to_restore")
+        # a shallow copy: dataclasses.asdict would deep-copy the generator-state tensors at every save
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rng_to_restore"}
         if not self.batch_idx or self.epoch_done:
             state.pop("epoch_start_rng")
         state["rng"] = rng_state()

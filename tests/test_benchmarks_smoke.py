@@ -1,0 +1,38 @@
+"""The benchmark scripts run: ``benchmarks/run_all.py --quick`` exits 0 and its summary has a figure per script.
+
+A smoke run only (a few steps, one repeat): no timing is asserted; the figures live in benchmarks/README.md.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_run_all_quick_prints_a_figure_for_every_benchmark():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--no-lightning"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = done.stdout.split("## Summary", 1)[1]
+    figures: dict = {}
+    for line in summary.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) >= 3 and cells[0] != "benchmark":
+            figures.setdefault(cells[0], []).append(cells[2])
+    expected = {"overhead", "lstm", "import_time", "checkpoint_io", "memory"}
+    if importlib.util.find_spec("sklearn") is not None:
+        expected.add("cnn_digits")
+    if (BENCHMARKS / "ddp.py").exists():
+        expected.add("ddp")
+    assert expected <= set(figures), f"missing rows for {expected - set(figures)}:\n{summary}"
+    for name in expected:
+        for figure in figures[name]:
+            assert re.match(r"^\d+\.\d+", figure), f"{name}: no number in {figure!r}\n{summary}"
+    assert {"bare", "defaults"} <= {row.split("|")[2].strip() for row in summary.splitlines()
+                                    if row.startswith("| lstm ")}
