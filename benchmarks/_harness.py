@@ -57,6 +57,16 @@ def timed_fit(trainer: Any, model: Any, loader: Any) -> tuple:
     return clocked(lambda: trainer.fit(model, loader))
 
 
+def fit_with_trainer(framework: Any, model: Any, bare: bool, loader: Any, epochs: int) -> tuple:
+    """``framework.Trainer`` (ember's or Lightning's) fitting ``model`` in a temporary folder, quietly, timed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root, silenced():
+        trainer = framework.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, default_root_dir=root,
+                                    **(BARE if bare else {}))
+        return timed_fit(trainer, model, loader)
+
+
 def add_arguments(parser: argparse.ArgumentParser, steps: int, repeats: int, lightning: bool = True) -> None:
     parser.add_argument("--steps", type=int, default=steps, help=f"optimizer steps per timed run (default {steps})")
     parser.add_argument("--repeats", type=int, default=repeats, help=f"interleaved repeats (default {repeats})")

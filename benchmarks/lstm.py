@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 import torch
 import torch.nn.functional as F
@@ -89,11 +88,7 @@ def hand_written(loader: DataLoader, epochs: int) -> tuple:
 
 
 def with_trainer(framework, bare: bool, loader: DataLoader, epochs: int) -> tuple:
-    model = module_class(framework.LightningModule)()
-    flags = h.BARE if bare else {}
-    with tempfile.TemporaryDirectory() as root, h.silenced():
-        trainer = framework.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, default_root_dir=root, **flags)
-        return h.timed_fit(trainer, model, loader)
+    return h.fit_with_trainer(framework, module_class(framework.LightningModule)(), bare, loader, epochs)
 
 
 def epochs_for(steps: int) -> int:

@@ -151,9 +151,7 @@ class DDPStrategy(Strategy):
         self.process_group_backend = backend
         dist.init_process_group(backend, rank=self.global_rank, world_size=self.world_size, timeout=self.timeout)
         atexit.register(_leave_process_group)
-        # the stop vote runs on the CPU, beside NCCL's GPU traffic, so reading it never syncs the GPU
-        group = dist.new_group(backend="gloo") if backend != "gloo" else None
-        self.stop_vote = StopVote(group)
+        self.stop_vote = _new_stop_vote(backend)
         from ember.utilities.rank_zero import rank_zero_only
 
         rank_zero_only.rank = self.global_rank
@@ -163,9 +161,8 @@ class DDPStrategy(Strategy):
             raise RuntimeError(f"A process group of {dist.get_world_size()} processes already exists, but this Trainer "
                                f"asks for {self.world_size}; use the same devices/num_nodes in every Trainer.")
         if self.stop_vote is None:
-            backend = dist.get_backend()
-            self.process_group_backend = backend
-            self.stop_vote = StopVote(dist.new_group(backend="gloo") if backend != "gloo" else None)
+            self.process_group_backend = dist.get_backend()
+            self.stop_vote = _new_stop_vote(self.process_group_backend)
 
     def setup_module(self, module: torch.nn.Module, training_step: Callable) -> Callable:
         if self.sync_batchnorm:
@@ -241,6 +238,11 @@ class DDPStrategy(Strategy):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(world_size={self.world_size}, global_rank={self.global_rank}, "
                 f"device={self.root_device})")
+
+
+def _new_stop_vote(backend: str) -> "StopVote":
+    """The vote runs on the CPU (gloo), beside NCCL's GPU traffic, so reading it never syncs the GPU."""
+    return StopVote(dist.new_group(backend="gloo") if backend != "gloo" else None)
 
 
 def _leave_process_group() -> None:

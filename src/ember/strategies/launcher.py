@@ -77,10 +77,6 @@ def _wait_for_children() -> None:
     _children.clear()
 
 
-def started_children() -> Any:
-    return list(_children)
-
-
 # --- ddp_spawn: torch.multiprocessing ---------------------------------------------------------------------------
 def spawn(trainer: Any, method: str, args: tuple, model: Any) -> Any:
     """``Trainer(strategy="ddp_spawn")``: run ``trainer.<method>(*args)`` in N new processes (torch.multiprocessing),

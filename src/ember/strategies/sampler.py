@@ -88,4 +88,4 @@ def _rebuild(loader: DataLoader, sampler: Sampler) -> DataLoader:
         kwargs["prefetch_factor"] = loader.prefetch_factor
     if hasattr(loader, "in_order"):
         kwargs["in_order"] = loader.in_order
-    return type(loader)(loader.dataset, **kwargs) if type(loader) is DataLoader else DataLoader(loader.dataset, **kwargs)
+    return DataLoader(loader.dataset, **kwargs)  # a DataLoader subclass's own arguments cannot be known: a plain one
