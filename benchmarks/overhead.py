@@ -1,8 +1,9 @@
 """Per-step overhead of ember's Trainer against a hand-written PyTorch loop, in one process.
 
 The same tiny MLP (32-64-10), batch 16, one CPU thread, SGD; the LightningModule calls
-``self.log`` every step. Both runs see the same batches; repeats alternate between the two and
-the script prints the median ratio of wall times (ember / hand-written). Target: 1.05 or less.
+``self.log`` every step. Both runs see the same batches; repeats alternate between the two (the order
+reverses every repeat) and the script prints the median ratio of wall times (ember / hand-written), and
+the same ratio of CPU times. Target: 1.05 or less.
 
     python benchmarks/overhead.py            # defaults: progress bar, model summary, CSV logger, checkpoints
     python benchmarks/overhead.py --bare     # Trainer with the default callbacks and logger turned off
@@ -10,17 +11,18 @@ the script prints the median ratio of wall times (ember / hand-written). Target:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import statistics
+import os
+import sys
 import tempfile
-import time
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import ember
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _harness as h  # noqa: E402
+
+import ember  # noqa: E402
 
 
 def make_data(n: int) -> TensorDataset:
@@ -48,29 +50,29 @@ class MLP(ember.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def hand_written(loader: DataLoader, epochs: int) -> float:
+def hand_written(loader: DataLoader, epochs: int) -> tuple:
+    """(wall, CPU) seconds of the loop."""
     net = make_net()
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    start = time.perf_counter()
-    for _ in range(epochs):
-        for x, y in loader:
-            loss = nn.functional.cross_entropy(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return time.perf_counter() - start
+
+    def train() -> None:
+        for _ in range(epochs):
+            for x, y in loader:
+                loss = nn.functional.cross_entropy(net(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+    return h.clocked(train)
 
 
-def with_trainer(loader: DataLoader, epochs: int, bare: bool) -> float:
+def with_trainer(loader: DataLoader, epochs: int, bare: bool) -> tuple:
+    """(wall, CPU) seconds in ``trainer.fit``."""
     model = MLP()
-    with tempfile.TemporaryDirectory() as root, contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
-        flags = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False) if bare else {}
+    with tempfile.TemporaryDirectory() as root, h.silenced():
+        flags = h.BARE if bare else {}
         trainer = ember.Trainer(max_epochs=epochs, accelerator="cpu", default_root_dir=root, **flags)
-        start = time.perf_counter()
-        trainer.fit(model, loader)
-        return time.perf_counter() - start
+        return h.timed_fit(trainer, model, loader)
 
 
 def main() -> None:
@@ -82,20 +84,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     loader = DataLoader(make_data(args.samples), batch_size=16)
-    hand_written(loader, 1)  # warm up both paths
-    with_trainer(loader, 1, args.bare)
-    ratios, base, ours = [], [], []
-    for _ in range(args.repeats):
-        b = hand_written(loader, args.epochs)
-        e = with_trainer(loader, args.epochs, args.bare)
-        base.append(b)
-        ours.append(e)
-        ratios.append(e / b)
+    columns = {"hand-written": lambda: hand_written(loader, args.epochs),
+               "ember": lambda: with_trainer(loader, args.epochs, args.bare)}
     steps = args.epochs * len(loader)
-    print(f"steps per run: {steps}; hand-written: {statistics.median(base) / steps * 1e6:.1f} us/step; "
-          f"ember: {statistics.median(ours) / steps * 1e6:.1f} us/step")
+    res = h.interleaved(columns, args.repeats, per=steps)  # warms both up; the order reverses every repeat
+    wall, cpu = res["wall"], res["cpu"]
+    print(f"steps per run: {steps}; hand-written: {wall['per']['hand-written'] * 1e6:.1f} us/step; "
+          f"ember: {wall['per']['ember'] * 1e6:.1f} us/step")
+    print(f"CPU-time ratio (process_time, steadier on a shared machine): {cpu['ratio']['ember']:.3f} "
+          f"({cpu['spread']['ember'][0]:.2f}-{cpu['spread']['ember'][1]:.2f})")
     print(f"median ratio ember / hand-written ({'bare' if args.bare else 'default callbacks'}): "
-          f"{statistics.median(ratios):.3f}")
+          f"{wall['ratio']['ember']:.3f}")
 
 
 if __name__ == "__main__":

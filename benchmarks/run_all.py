@@ -7,7 +7,8 @@ and Lightning's ratio where it ran. The settings here are shorter than each scri
 in README.md run the scripts themselves. Exits 1 if a script failed (a ratio above its target is not a failure).
 
     python benchmarks/run_all.py                      # short settings: a few minutes on 2 cores
-    python benchmarks/run_all.py --quick              # smoke run: every script's --quick, no faults.py (the test's run)
+    python benchmarks/run_all.py --quick              # smoke run: every script's --quick, no faults.py (the test's run;
+                                                      # gpu.py runs on the CPU there: --device cpu --quick)
     python benchmarks/run_all.py --quick --jobs 2     # the same, two scripts at a time (they share the CPUs)
     python benchmarks/run_all.py --only lstm,memory   # some of them; --skip ddp leaves one out
     python benchmarks/run_all.py --repeats 9          # more repeats for every script that takes --repeats
@@ -42,9 +43,11 @@ SCRIPTS = {
                        ["--rows", "large", "--repeats", "3", "--steps", "100"]],
             [["--rows", "small", "--repeats", "1", "--steps", "30"]]),
     "faults": ("faults.py", [["--sigterm", "1", "--sigkill", "2"]], []),
+    # without CUDA the short run measures nothing (one line, exit 0; the summary says so); --quick runs on the CPU
+    "gpu": ("gpu.py", [["--steps", "50", "--repeats", "3"]], [["--device", "cpu", "--quick"]]),
 }
-OWN_JSON = {"lstm", "cnn_digits", "import_time", "checkpoint_io", "memory"}  # these write --json rows
-TAKES_NO_LIGHTNING = {"lstm", "cnn_digits", "import_time", "memory", "ddp"}
+OWN_JSON = {"lstm", "cnn_digits", "import_time", "checkpoint_io", "memory", "gpu"}  # these write --json rows
+TAKES_NO_LIGHTNING = {"lstm", "cnn_digits", "import_time", "memory", "ddp", "gpu"}
 TARGET = {"overhead": "≤ 1.05", "ddp": "≤ 1.05"}
 
 
@@ -135,6 +138,9 @@ def run(name: str, quick: bool, no_lightning: bool, stream: bool = True, repeats
                 rows += parse_faults(out, code)
             else:
                 rows += parse_markdown_ratios(name, out)
+        if name == "gpu" and code == 0 and not rows:  # no CUDA here: gpu.py said so and measured nothing
+            rows.append({"benchmark": name, "row": "skipped", "ratio": None, "figure": "no CUDA GPU: not run",
+                         "lightning": "", "target": "", "detail": "python benchmarks/gpu.py on a GPU machine"})
         if code != 0:
             ok = False
             if name != "faults":

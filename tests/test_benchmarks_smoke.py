@@ -1,6 +1,8 @@
 """The benchmark scripts run: ``benchmarks/run_all.py --quick`` exits 0 and its summary has a figure per script.
 
 A smoke run only (a few steps, one repeat): no timing is asserted; the figures live in benchmarks/README.md.
+``gpu.py`` runs there with ``--device cpu --quick`` (tiny sizes, bf16-mixed on the CPU), so its code paths are
+covered on machines without CUDA too.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def test_run_all_quick_prints_a_figure_for_every_benchmark():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if line.startswith("| ") and len(cells) >= 3 and cells[0] != "benchmark":
             figures.setdefault(cells[0], []).append(cells[2])
-    expected = {"overhead", "lstm", "import_time", "checkpoint_io", "memory"}
+    expected = {"overhead", "lstm", "import_time", "checkpoint_io", "memory", "gpu"}  # gpu: on the CPU, tiny
     if importlib.util.find_spec("sklearn") is not None:
         expected.add("cnn_digits")
     if (BENCHMARKS / "ddp.py").exists():
@@ -36,3 +38,5 @@ def test_run_all_quick_prints_a_figure_for_every_benchmark():
             assert re.match(r"^\d+\.\d+", figure), f"{name}: no number in {figure!r}\n{summary}"
     assert {"bare", "defaults"} <= {row.split("|")[2].strip() for row in summary.splitlines()
                                     if row.startswith("| lstm ")}
+    gpu_rows = {row.split("|")[2].strip() for row in summary.splitlines() if row.startswith("| gpu ")}
+    assert {"resnet bf16-mixed", "transformer bf16-mixed"} <= gpu_rows, summary

@@ -449,6 +449,21 @@ def test_overfit_batches_repeats_the_same_batches(trainer_kwargs):
     assert seen == epoch + epoch
 
 
+def test_overfit_batches_keeps_the_loaders_other_settings(trainer_kwargs):
+    def init(worker_id):  # module-level state is not needed: the function only has to survive the rebuild
+        pass
+
+    x = torch.arange(16.0).unsqueeze(1).repeat(1, 32)
+    train = DataLoader(TensorDataset(x, torch.zeros(16, 2)), batch_size=2, shuffle=True, drop_last=True,
+                       worker_init_fn=init, timeout=0, generator=torch.Generator().manual_seed(3))
+    trainer = ember.Trainer(max_epochs=1, overfit_batches=2, num_sanity_val_steps=0, **trainer_kwargs)
+    with pytest.warns(UserWarning, match="shuffl"):
+        trainer.fit(BoringModel(), train)
+    used = trainer.train_dataloader
+    assert isinstance(used.sampler, torch.utils.data.SequentialSampler)
+    assert (used.batch_size, used.drop_last, used.worker_init_fn, used.generator) == (2, True, init, train.generator)
+
+
 def test_reload_dataloaders_every_n_epochs(trainer_kwargs):
     class Model(BoringModel):
         loads = 0

@@ -166,9 +166,14 @@ class ModelCheckpoint(Callback):
         self._last_save_time = time.monotonic()
         self._validated = False
 
+    @property
+    def _idle_hooks(self) -> tuple:
+        """Without step or time triggers the per-batch hook has nothing to do: the Trainer does not call it."""
+        return () if self._every_n_train_steps or self._train_time_interval is not None else ("on_train_batch_end",)
+
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._every_n_train_steps and self._train_time_interval is None:
-            return  # the common case, on every step: nothing to decide
+            return  # nothing to decide (the Trainer skips this hook then, see _idle_hooks; a direct call lands here)
         if self._should_skip(trainer):
             return
         step_due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0

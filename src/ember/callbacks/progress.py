@@ -118,6 +118,14 @@ class TQDMProgressBar(ProgressBar):
     def is_enabled(self) -> bool:
         return self._enabled and self._refresh_rate > 0
 
+    @property
+    def _idle_hooks(self) -> tuple:
+        """A hidden bar (``refresh_rate=0``, or a process other than global rank 0) has nothing to do per batch: the
+        Trainer leaves these hooks out when it first calls them in a run."""
+        if self.is_enabled:
+            return ()
+        return ("on_train_batch_end", "on_validation_batch_end", "on_test_batch_end", "on_predict_batch_end")
+
     # --- creating bars: override these to customise them ---------------------------------------------
     def _new_bar(self, desc: str, position: int, leave: bool) -> tqdm:
         return tqdm(desc=desc, position=position, leave=leave, disable=self.is_disabled, file=sys.stdout,

@@ -1,12 +1,14 @@
 """One helper runs a hook everywhere: on the callbacks (in order), then on the LightningModule.
 
 Which objects override which hook is decided once per run; calling a hook that nobody overrides
-costs a dict lookup and nothing else.
+costs a dict lookup and nothing else. A callback can also list in ``_idle_hooks`` the hooks it overrides but
+has nothing to do in with its settings (ModelCheckpoint's per-batch hook without ``every_n_train_steps``):
+those are left out the same way.
 """
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable, Optional
 
 from ember._utils import is_overridden
 from ember.callbacks.callback import Callback, _is_monitoring
@@ -34,13 +36,18 @@ class HookRunner:
             for cb in self.callbacks:
                 if monitoring is not None and _is_monitoring(cb) != monitoring:
                     continue
-                if is_overridden(name, cb, Callback):
+                if is_overridden(name, cb, Callback) and name not in getattr(cb, "_idle_hooks", ()):
                     fns.append(functools.partial(getattr(cb, name), self.trainer, self.module))
             if monitoring is None and is_overridden(name, self.module, LightningModule):
                 fns.append(getattr(self.module, name))
             fns = tuple(fns)
             self._table[key] = fns
         return fns
+
+    def caller(self, name: str) -> Optional[Callable]:
+        """``call`` for ``name``, or None when nothing overrides the hook: the per-batch code checks for None and
+        makes no call at all (a call that finds no one still costs a Python frame, six times a step)."""
+        return functools.partial(self.call, name) if self._targets(name) else None
 
     def call(self, name: str, *args: Any) -> Any:
         """Run ``name`` on every callback that overrides it, then on the module; returns the module's result."""
@@ -81,3 +88,13 @@ class HookRunner:
             return getattr(self.module, name)(*args)
         finally:
             state["_current_fx"] = previous
+
+
+class StepHooks:
+    """The hooks inside every training step, each a callable or None when nothing overrides it."""
+
+    __slots__ = ("on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step")
+
+    def __init__(self, hooks: HookRunner) -> None:
+        for name in self.__slots__:
+            setattr(self, name, hooks.caller(name))

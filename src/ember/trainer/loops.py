@@ -4,6 +4,7 @@ evaluation/prediction loop. Read top to bottom; features live in callbacks and s
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import warnings
 
@@ -12,6 +13,7 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import Tensor
 
+from ember.trainer.hooks import StepHooks
 from ember.trainer.metrics import Results
 from ember.trainer.optim import step_schedulers
 from ember.trainer.progress import rng_state, set_rng_state
@@ -98,7 +100,10 @@ def run_train_epoch(trainer: Any) -> None:
     if p.batch_idx == 0:
         p.accumulated = 0  # a window never spans two epochs
     transfer = t._transfer_batch
-    wants_outputs = hooks.has("on_train_batch_end")
+    batch_start = hooks.caller("on_train_batch_start")  # None when nothing overrides it: then no call per batch
+    batch_end = hooks.caller("on_train_batch_end")
+    step_hooks = StepHooks(hooks)
+    timed = t._max_time_s is not None
     signals = t._signals
     distributed = t.world_size > 1
     set_grad_sync = t.strategy.set_grad_sync if distributed and accumulate > 1 else None
@@ -109,19 +114,20 @@ def run_train_epoch(trainer: Any) -> None:
     if t._resumed_train_metrics is not None:  # resumed mid-epoch: the epoch's metric sums so far
         results.load_state_dict(t._resumed_train_metrics)
         t._resumed_train_metrics = None
-    for batch, is_last in _with_is_last(batches, batch_idx, limit):
+    for is_last, batch in _with_is_last(batches, batch_idx, limit):
         if transfer is not None:
             batch = transfer(batch, 0)
         results.set_batch(batch)
-        if hooks.call("on_train_batch_start", batch, batch_idx) == -1:
+        if batch_start is not None and batch_start(batch, batch_idx) == -1:
             break  # the module asked to skip the rest of the epoch
         if automatic:
             should_step = p.accumulated + 1 >= accumulate or is_last
             if set_grad_sync is not None:
                 set_grad_sync(should_step)  # DDP: batches that do not step keep their gradients local
-            outputs = training_step_automatic(t, module, optimizer, batch, batch_idx, accumulate, should_step)
+            outputs = training_step_automatic(t, module, optimizer, batch, batch_idx, accumulate, should_step,
+                                              step_hooks)
             stepped = should_step and outputs is not None
-            if outputs is not None and wants_outputs:
+            if outputs is not None and batch_end is not None:
                 outputs = _batch_end_outputs(outputs)
         else:
             module.__dict__["_current_fx"] = "training_step"
@@ -133,7 +139,8 @@ def run_train_epoch(trainer: Any) -> None:
         log_step = p.batches_stepped  # loggers see the index of the batch that stepped, as in Lightning
         if stepped:
             p.batches_stepped += 1
-        hooks.call("on_train_batch_end", outputs, batch, batch_idx)
+        if batch_end is not None:
+            batch_end(outputs, batch, batch_idx)
         if stepped and (log_step + 1) % log_every == 0:
             t._log_metrics(results.step_values(logger_only=True), log_step)
             if t._check_finite_when_logging and outputs is not None:  # a GPU syncs here, not on every step
@@ -150,7 +157,7 @@ def run_train_epoch(trainer: Any) -> None:
         if distributed:
             if _ranks_agree_to_stop(t):
                 break
-        elif (t.should_stop and _stop_granted(t)) or t._time_is_up() or signals.received is not None:
+        elif (t.should_stop and _stop_granted(t)) or (timed and t._time_is_up()) or signals.received is not None:
             break
     if signals.received is not None and not is_last:
         return  # preempted mid-epoch: the checkpoint keeps this position, the epoch is not finished
@@ -191,14 +198,13 @@ def finish_train_epoch(trainer: Any, results: Results) -> None:
 
 
 def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, batch_idx: int, accumulate: int,
-                            should_step: bool) -> Any:
+                            should_step: bool, hooks: StepHooks) -> Any:
     """training_step, zero_grad at the start of an accumulation window, backward, and every
     ``accumulate`` batches (and at the epoch's end): unscale, clip, optimizer step, step schedulers.
 
     Returns the step's output for ``on_train_batch_end``, or None when the user skipped the batch.
     """
     p = t._progress
-    hooks = t._hooks
     precision = t._precision
     plain = precision.plain  # 32-bit: no autocast, no scaler, so no calls into Precision at all
     module.__dict__["_current_fx"] = "training_step"  # nn.Module.__setattr__ would cost a microsecond
@@ -214,28 +220,31 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
     if loss is None:  # skipped: no backward; a window that ends here still steps what it accumulated
         if should_step and p.accumulated:
             p.accumulated = 0
-            _step(t, module, optimizer, plain, batch, batch_idx, accumulate)
+            _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks)
         return None
     if p.accumulated == 0 and optimizer is not None:
-        hooks.call("on_before_zero_grad", optimizer)
+        if hooks.on_before_zero_grad is not None:
+            hooks.on_before_zero_grad(optimizer)
         module.optimizer_zero_grad(p.epoch, batch_idx, optimizer)
     if accumulate > 1:
         loss = loss / accumulate  # so that N accumulated batches give the gradient of their mean
-    hooks.call("on_before_backward", loss)
+    if hooks.on_before_backward is not None:
+        hooks.on_before_backward(loss)
     if plain:
         module.backward(loss)
     else:
         precision.backward(loss, module)
-    hooks.call("on_after_backward")
+    if hooks.on_after_backward is not None:
+        hooks.on_after_backward()
     p.accumulated += 1
     if should_step:
         p.accumulated = 0
-        _step(t, module, optimizer, plain, batch, batch_idx, accumulate, loss)
+        _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks, loss)
     return output
 
 
 def _step(t: Any, module: Any, optimizer: Any, plain: bool, batch: Any, batch_idx: int, accumulate: int,
-          loss: Optional[Tensor] = None) -> None:
+          hooks: StepHooks, loss: Optional[Tensor] = None) -> None:
     """Unscale, clip, step the optimizer (through ``optimizer_step`` when the module overrides it, or when the
     optimizer needs a closure, like LBFGS), then step-interval schedulers."""
     if optimizer is None:
@@ -243,7 +252,8 @@ def _step(t: Any, module: Any, optimizer: Any, plain: bool, batch: Any, batch_id
     precision = t._precision
     if not plain:
         precision.unscale(optimizer)  # clipping must see true gradient sizes
-    t._hooks.call("on_before_optimizer_step", optimizer)
+    if hooks.on_before_optimizer_step is not None:
+        hooks.on_before_optimizer_step(optimizer)
     if t._clip_every_step:
         module.configure_gradient_clipping(optimizer, t.gradient_clip_val, t.gradient_clip_algorithm)
     if t._custom_optimizer_step:
@@ -339,24 +349,25 @@ def _loss_from(output: Any) -> Optional[Tensor]:
 
 
 def _with_is_last(batches: Iterator, start: int, limit: float) -> Iterator:
-    """Yield ``(batch, is_last)``. With a known length that is arithmetic; otherwise look one batch ahead."""
+    """Pairs ``(is_last, batch)``. With a known length: a zip of flags and batches, which stops before fetching a
+    batch beyond the limit (zip asks the flags first) and runs no Python code per batch; otherwise the batches
+    are read one ahead."""
     if limit != math.inf:
-        last = int(limit) - 1
-        if start > last:
-            return
-        for idx, batch in enumerate(batches, start):
-            yield batch, idx == last
-            if idx == last:
-                return  # fetch no batch beyond the limit
-        return
+        remaining = int(limit) - start
+        flags = itertools.chain(itertools.repeat(False, remaining - 1), (True,)) if remaining > 0 else ()
+        return zip(flags, batches)
+    return _one_ahead(batches)
+
+
+def _one_ahead(batches: Iterator) -> Iterator:
     try:
         current = next(batches)
     except StopIteration:
         return
     for upcoming in batches:
-        yield current, False
+        yield False, current
         current = upcoming
-    yield current, True
+    yield True, current
 
 
 def _epoch_iterator(loader: Any, p: Any) -> Iterator:
@@ -403,6 +414,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     # inside fit, as in Lightning, no_grad: tensors made while validating may be used by training later
     no_grad = torch.inference_mode() if t._inference_mode and t.state.fn != "fit" else torch.no_grad()
     t._evaluating = stage
+    batch_start, batch_end = hooks.caller(f"on_{prefix}_batch_start"), hooks.caller(f"on_{prefix}_batch_end")
     try:
         with no_grad:
             hooks.call(f"on_{prefix}_start")
@@ -416,13 +428,15 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
                     if t._transfer_batch is not None:
                         batch = t._transfer_batch(batch, dl_idx)
                     results.set_batch(batch, dl_idx)
-                    hooks.call(f"on_{prefix}_batch_start", batch, batch_idx, *extra)
+                    if batch_start is not None:
+                        batch_start(batch, batch_idx, *extra)
                     module.__dict__["_current_fx"] = f"{prefix}_step"
                     with t._precision.forward_context():
                         output = step(batch, batch_idx, *extra)
                     if stage == "predict" and t._return_predictions:
                         predictions[dl_idx].append(output)
-                    hooks.call(f"on_{prefix}_batch_end", output, batch, batch_idx, *extra)
+                    if batch_end is not None:
+                        batch_end(output, batch, batch_idx, *extra)
             hooks.call(f"on_{prefix}_epoch_end")
             per_loader: list = []
             if stage != "predict":

@@ -929,14 +929,14 @@ def _num_batches(loader: Any, limit: Union[int, float, None], name: str) -> Unio
 
 
 def _without_shuffle(loader: Any) -> Any:
-    from torch.utils.data import DataLoader, RandomSampler
+    from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+
+    from ember.strategies.sampler import _rebuild
 
     if isinstance(loader, DataLoader) and isinstance(loader.sampler, RandomSampler):
         warnings.warn("overfit_batches: the training DataLoader shuffles; ember uses it without shuffling so that "
                       "the same batches are seen every epoch.", stacklevel=4)
-        return DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False,
-                          num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                          pin_memory=loader.pin_memory, drop_last=loader.drop_last)
+        return _rebuild(loader, SequentialSampler(loader.dataset))  # every other setting (workers, pinning) kept
     return loader
 
 
