@@ -7,7 +7,7 @@ and Lightning's ratio where it ran. The settings here are shorter than each scri
 in README.md run the scripts themselves. Exits 1 if a script failed (a ratio above its target is not a failure).
 
     python benchmarks/run_all.py                      # short settings: a few minutes on 2 cores
-    python benchmarks/run_all.py --quick              # smoke run: every script's --quick, no faults.py (the test's run;
+    python benchmarks/run_all.py --quick              # smoke run: every script's --quick, no faults.py or loggers.py (the test's run;
                                                       # gpu.py runs on the CPU there: --device cpu --quick)
     python benchmarks/run_all.py --quick --jobs 2     # the same, two scripts at a time (they share the CPUs)
     python benchmarks/run_all.py --only lstm,memory   # some of them; --skip ddp leaves one out
@@ -43,10 +43,12 @@ SCRIPTS = {
                        ["--rows", "large", "--repeats", "3", "--steps", "100"]],
             [["--rows", "small", "--repeats", "1", "--steps", "30"]]),
     "faults": ("faults.py", [["--sigterm", "1", "--sigkill", "2"]], []),
+    # --quick: tests/test_logger_costs.py runs its own smoke run (MLflow's store takes ~10 s to make)
+    "loggers": ("loggers.py", [["--repeats", "3"]], []),
     # without CUDA the short run measures nothing (one line, exit 0; the summary says so); --quick runs on the CPU
     "gpu": ("gpu.py", [["--steps", "50", "--repeats", "3"]], [["--device", "cpu", "--quick"]]),
 }
-OWN_JSON = {"lstm", "cnn_digits", "import_time", "checkpoint_io", "memory", "gpu"}  # these write --json rows
+OWN_JSON = {"lstm", "cnn_digits", "import_time", "checkpoint_io", "memory", "gpu", "loggers"}  # these write --json rows
 TAKES_NO_LIGHTNING = {"lstm", "cnn_digits", "import_time", "memory", "ddp", "gpu"}
 TARGET = {"overhead": "≤ 1.05", "ddp": "≤ 1.05"}
 
@@ -152,7 +154,7 @@ def run(name: str, quick: bool, no_lightning: bool, stream: bool = True, repeats
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="every script's smoke settings (no faults.py)")
+    parser.add_argument("--quick", action="store_true", help="every script's smoke settings (no faults.py, loggers.py)")
     parser.add_argument("--only", default="", help=f"comma-separated, from {list(SCRIPTS)}")
     parser.add_argument("--skip", default="", help="comma-separated names to leave out")
     parser.add_argument("--no-lightning", action="store_true", help="no PyTorch Lightning columns")

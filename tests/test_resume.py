@@ -356,3 +356,19 @@ def test_mid_epoch_resume_on_an_iterable_dataset_warns(tmp_path):
         resumed = fit(str(tmp_path / "step=3.ckpt"))
     # this stream is deterministic, so skipping its first batches continues it exactly
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_python_rng_state_is_one_tensor_and_older_checkpoints_still_restore():
+    """The 625 numbers of random.getstate() are saved as one int64 tensor (pickling them one by one cost more than
+    half of a small checkpoint's save); a checkpoint from before, with a list, restores the same stream."""
+    from ember.trainer.progress import rng_state, set_rng_state
+
+    random.seed(7)
+    state = rng_state()
+    version, internal, gauss = state["python"]
+    assert isinstance(internal, torch.Tensor) and internal.dtype == torch.int64 and internal.numel() == 625
+    expected = [random.random() for _ in range(3)]
+    set_rng_state(state)
+    assert [random.random() for _ in range(3)] == expected
+    set_rng_state({**state, "python": (version, internal.tolist(), gauss)})  # the format before
+    assert [random.random() for _ in range(3)] == expected
