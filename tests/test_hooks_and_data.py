@@ -574,3 +574,32 @@ def test_submodule_in_eval_mode_stays_in_eval_mode(trainer_kwargs):
     trainer.fit(model, random_loader(n=8), random_loader(n=8))
     assert seen == [(True, False), (True, False)]
     assert model.backbone.training is False
+
+
+def test_on_train_batch_end_outputs_are_lightnings_dict_for_whoever_reads_them(trainer_kwargs):
+    """ember's progress bar and ModelCheckpoint never read ``outputs``, so with only them the loop builds no dict
+    per batch; a user callback, or a subclass overriding the hook, gets Lightning's {"loss": detached loss}."""
+    from ember.callbacks import TQDMProgressBar
+
+    seen: list = []
+
+    class Recorder(ember.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(("user", outputs))
+
+    class MyBar(TQDMProgressBar):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(("bar", outputs))
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    for callbacks in ([Recorder()], [MyBar()]):
+        seen.clear()
+        kwargs = {**trainer_kwargs, "enable_progress_bar": True}
+        trainer = ember.Trainer(max_epochs=1, limit_train_batches=2, callbacks=callbacks, **kwargs)
+        trainer.fit(BoringModel(), random_loader())
+        assert len(seen) == 2
+        for _, outputs in seen:
+            assert set(outputs) == {"loss"} and not outputs["loss"].requires_grad
+    trainer = ember.Trainer(max_epochs=1, limit_train_batches=2, **{**trainer_kwargs, "enable_progress_bar": True})
+    trainer.fit(BoringModel(), random_loader())
+    assert trainer._hooks.has("on_train_batch_end") and not trainer._hooks.wants_outputs("on_train_batch_end")

@@ -76,6 +76,15 @@ class Callback:
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict) -> None: ...
 
 
+def _ignores_outputs(hook: Any) -> Any:
+    """Marks a batch-end hook of an ember callback that never reads ``outputs``. When every callback (and not
+    the module) running ``on_train_batch_end`` is so marked, the loop passes the step's output as it is instead
+    of building Lightning's ``{"loss": loss.detach()}`` dict at every batch. A subclass that overrides the hook
+    defines a new, unmarked function, so it gets the dict."""
+    hook._ignores_outputs = True
+    return hook
+
+
 def _is_monitoring(callback: Optional[Callback]) -> bool:
     """ModelCheckpoint and EarlyStopping act after the module's on_train_epoch_end, as in Lightning."""
     from ember.callbacks.early_stopping import EarlyStopping

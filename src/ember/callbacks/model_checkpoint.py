@@ -38,7 +38,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor
 
-from ember.callbacks.callback import Callback
+from ember.callbacks.callback import Callback, _ignores_outputs
 from ember.utilities.rank_zero import rank_zero_warn
 
 _MODES = {"min": torch.lt, "max": torch.gt}
@@ -171,6 +171,7 @@ class ModelCheckpoint(Callback):
         """Without step or time triggers the per-batch hook has nothing to do: the Trainer does not call it."""
         return () if self._every_n_train_steps or self._train_time_interval is not None else ("on_train_batch_end",)
 
+    @_ignores_outputs
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._every_n_train_steps and self._train_time_interval is None:
             return  # nothing to decide (the Trainer skips this hook then, see _idle_hooks; a direct call lands here)

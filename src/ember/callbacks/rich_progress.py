@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from ember.callbacks.callback import _ignores_outputs
 from ember.callbacks.progress import ProgressBar
 
 
@@ -181,6 +182,7 @@ class RichProgressBar(ProgressBar):
             self.progress.reset(bar, total=total, description=description)  # the last metrics stay until refreshed
         self._draw()
 
+    @_ignores_outputs
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         bar = self.train_progress_bar_id
         if bar is None:

@@ -49,6 +49,14 @@ class HookRunner:
         makes no call at all (a call that finds no one still costs a Python frame, six times a step)."""
         return functools.partial(self.call, name) if self._targets(name) else None
 
+    def wants_outputs(self, name: str) -> bool:
+        """Whether some target of the batch-end hook ``name`` may read its ``outputs`` (see ``_ignores_outputs``)."""
+        for fn in self._targets(name):
+            method = fn.func if isinstance(fn, functools.partial) else fn
+            if not getattr(method, "_ignores_outputs", False):
+                return True
+        return False
+
     def call(self, name: str, *args: Any) -> Any:
         """Run ``name`` on every callback that overrides it, then on the module; returns the module's result."""
         fns = self._table.get(name)

@@ -102,6 +102,7 @@ def run_train_epoch(trainer: Any) -> None:
     transfer = t._transfer_batch
     batch_start = hooks.caller("on_train_batch_start")  # None when nothing overrides it: then no call per batch
     batch_end = hooks.caller("on_train_batch_end")
+    wants_outputs = batch_end is not None and hooks.wants_outputs("on_train_batch_end")  # else no dict per batch
     step_hooks = StepHooks(hooks)
     timed = t._max_time_s is not None
     signals = t._signals
@@ -127,7 +128,7 @@ def run_train_epoch(trainer: Any) -> None:
             outputs = training_step_automatic(t, module, optimizer, batch, batch_idx, accumulate, should_step,
                                               step_hooks)
             stepped = should_step and outputs is not None
-            if outputs is not None and batch_end is not None:
+            if outputs is not None and wants_outputs:
                 outputs = _batch_end_outputs(outputs)
         else:
             module.__dict__["_current_fx"] = "training_step"
