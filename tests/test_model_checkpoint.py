@@ -409,3 +409,32 @@ def test_save_last_link_writes_a_file_when_nothing_new_was_saved(tmp_path):
     assert not last.is_symlink()  # epoch 1 was not in the top 1: last.ckpt is a complete file of epoch 1
     assert torch.load(last, weights_only=True)["epoch"] == 1
     assert checkpoint.best_model_path == str(tmp_path / "epoch=0.ckpt")
+
+
+def test_temporary_files_of_killed_saves_are_removed_at_the_next_setup(tmp_path, trainer_kwargs):
+    """A SIGKILL during a save leaves '.{name}.ember-{pid}@{host}.*.tmp'. The next run removes those whose process
+    is gone on this host, and nothing else: a live writer's, another host's, a file that is not ember's."""
+    import subprocess
+    import sys
+
+    from conftest import BoringModel, random_loader
+    from ember.trainer.checkpoint import _host
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    names = {"stale": f".epoch=3.ckpt.ember-{dead.pid}@{_host()}.k2j4.tmp",
+             "live": f".epoch=4.ckpt.ember-{os.getpid()}@{_host()}.a1b2.tmp",
+             "other_host": f".epoch=5.ckpt.ember-{dead.pid}@elsewhere.c3d4.tmp",
+             "not_ours": ".notes.tmp"}
+    for name in names.values():
+        (folder / name).write_bytes(b"partial")
+    callback = ModelCheckpoint(dirpath=folder)
+    trainer = ember.Trainer(max_epochs=1, limit_train_batches=2, callbacks=[callback],
+                            **{**trainer_kwargs, "enable_checkpointing": True})
+    trainer.fit(BoringModel(), random_loader())
+    left = {p.name for p in folder.iterdir()}
+    assert names["stale"] not in left
+    assert {names["live"], names["other_host"], names["not_ours"]} <= left
+    assert any(name.endswith(".ckpt") for name in left)

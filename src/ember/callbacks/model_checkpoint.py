@@ -156,6 +156,10 @@ class ModelCheckpoint(Callback):
         dirpath = self.dirpath if self.dirpath is not None else self._default_dirpath(trainer)
         # every rank uses rank 0's folder (a logger version or a path built from the time may differ elsewhere)
         self.dirpath = trainer.strategy.broadcast(dirpath)
+        if trainer.is_global_zero:
+            from ember.trainer.checkpoint import remove_stale_temporaries
+
+            remove_stale_temporaries(self.dirpath)  # left by a save that a SIGKILL interrupted
         if (stage == "fit" and self.save_top_k != 0 and trainer.is_global_zero and os.path.isdir(self.dirpath)
                 and os.listdir(self.dirpath)):
             then = "get a -v1, -v2... suffix" if self._enable_version_counter else "are overwritten"

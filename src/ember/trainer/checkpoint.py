@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Union
@@ -25,7 +26,8 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> None:
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_TMP_MARK}{os.getpid()}@{_host()}.",
+                                   suffix=".tmp", dir=folder)
     except OSError as e:
         raise OSError(f"Cannot write checkpoint {path}: the folder {folder} is not writable ({e}). "
                       "Choose another `dirpath`/`default_root_dir` or fix its permissions.") from e
@@ -55,6 +57,48 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> None:
             os.close(dir_fd)
     except OSError:
         pass  # some file systems cannot fsync a folder; the data itself is already on disk
+
+
+_TMP_MARK = "ember-"  # in a temporary file's name: ".{name}.ember-{pid}@{host}.{random}.tmp"
+
+
+def remove_stale_temporaries(folder: Union[str, Path]) -> list:
+    """Delete the temporary files of saves that never finished (the process was killed mid-write) in ``folder``:
+    those named by ``atomic_save`` on this host whose process is gone. A live writer's file, another host's,
+    or any other file is left alone. Returns the removed paths."""
+    removed = []
+    host = _host()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(".") and name.endswith(".tmp") and _TMP_MARK in name):
+            continue
+        owner = name.rsplit(_TMP_MARK, 1)[1].split(".", 1)[0]  # "{pid}@{host}"
+        pid, _, owner_host = owner.partition("@")
+        if not pid.isdigit() or owner_host != host or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+        except OSError:
+            pass  # gone already, or not ours to delete
+    return removed
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def load_checkpoint(path: Union[str, Path], map_location: Any = None) -> dict:
