@@ -226,12 +226,17 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
     if p.accumulated == 0 and optimizer is not None:
         if hooks.on_before_zero_grad is not None:
             hooks.on_before_zero_grad(optimizer)
-        module.optimizer_zero_grad(p.epoch, batch_idx, optimizer)
+        if t._plain_zero_grad:
+            optimizer.zero_grad()  # what LightningModule.optimizer_zero_grad does
+        else:
+            module.optimizer_zero_grad(p.epoch, batch_idx, optimizer)
     if accumulate > 1:
         loss = loss / accumulate  # so that N accumulated batches give the gradient of their mean
     if hooks.on_before_backward is not None:
         hooks.on_before_backward(loss)
-    if plain:
+    if plain and t._plain_backward:
+        loss.backward()  # what LightningModule.backward does
+    elif plain:
         module.backward(loss)
     else:
         precision.backward(loss, module)

@@ -213,6 +213,7 @@ class Trainer:
         self._has_step_schedulers = False
         self._transfer_batch: Any = None
         self._custom_optimizer_step = False
+        self._plain_zero_grad = self._plain_backward = True
         self._signals = SignalCatcher()
         self._resumed_train_metrics: Optional[dict] = None
 
@@ -424,6 +425,9 @@ class Trainer:
         self._has_step_schedulers = any(c.interval == "step" for c in self.lr_scheduler_configs)
         self._custom_optimizer_step = is_overridden("optimizer_step", module, LightningModule) or any(
             isinstance(o, torch.optim.LBFGS) for o in self.optimizers)
+        # the module keeps LightningModule's own zero_grad/backward: the loop calls torch directly (a frame less)
+        self._plain_zero_grad = not is_overridden("optimizer_zero_grad", module, LightningModule)
+        self._plain_backward = not is_overridden("backward", module, LightningModule)
 
     def _run_sanity_check(self) -> None:
         if not self._val_enabled or self.num_sanity_val_steps == 0:
