@@ -7,6 +7,7 @@ the same ratio of CPU times. Target: 1.05 or less.
 
     python benchmarks/overhead.py            # defaults: progress bar, model summary, CSV logger, checkpoints
     python benchmarks/overhead.py --bare     # Trainer with the default callbacks and logger turned off
+    python benchmarks/overhead.py --bare --model noop   # a one-parameter step: ember's own µs per step
 """
 from __future__ import annotations
 
@@ -50,6 +51,38 @@ class MLP(ember.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
+class OneParameter(ember.LightningModule):
+    """``--model noop``: a step that costs almost nothing, so the difference to the hand-written loop is the
+    Trainer's own per-step Python (plus ``self.log`` and the module's attribute access)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch, batch_idx):
+        loss = self.w * 1.0
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def hand_written_noop(loader: DataLoader, epochs: int) -> tuple:
+    w = nn.Parameter(torch.zeros(()))
+    opt = torch.optim.SGD([w], lr=0.0)
+
+    def train() -> None:
+        for _ in range(epochs):
+            for _batch in loader:
+                loss = w * 1.0
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+    return h.clocked(train)
+
+
 def hand_written(loader: DataLoader, epochs: int) -> tuple:
     """(wall, CPU) seconds of the loop."""
     net = make_net()
@@ -66,9 +99,9 @@ def hand_written(loader: DataLoader, epochs: int) -> tuple:
     return h.clocked(train)
 
 
-def with_trainer(loader: DataLoader, epochs: int, bare: bool) -> tuple:
+def with_trainer(loader: DataLoader, epochs: int, bare: bool, model_class: type = MLP) -> tuple:
     """(wall, CPU) seconds in ``trainer.fit``."""
-    model = MLP()
+    model = model_class()
     with tempfile.TemporaryDirectory() as root, h.silenced():
         flags = h.BARE if bare else {}
         trainer = ember.Trainer(max_epochs=epochs, accelerator="cpu", default_root_dir=root, **flags)
@@ -81,11 +114,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--bare", action="store_true", help="turn off progress bar, summary, logger, checkpoints")
+    parser.add_argument("--model", choices=["mlp", "noop"], default="mlp",
+                        help="noop: a one-parameter step, so the difference is the Trainer's own µs per step")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    loader = DataLoader(make_data(args.samples), batch_size=16)
-    columns = {"hand-written": lambda: hand_written(loader, args.epochs),
-               "ember": lambda: with_trainer(loader, args.epochs, args.bare)}
+    if args.model == "noop":
+        loader = DataLoader(range(args.samples // 16), batch_size=None)  # the same number of steps, no data work
+        hand, model_class = hand_written_noop, OneParameter
+    else:
+        loader = DataLoader(make_data(args.samples), batch_size=16)
+        hand, model_class = hand_written, MLP
+    columns = {"hand-written": lambda: hand(loader, args.epochs),
+               "ember": lambda: with_trainer(loader, args.epochs, args.bare, model_class)}
     steps = args.epochs * len(loader)
     res = h.interleaved(columns, args.repeats, per=steps)  # warms both up; the order reverses every repeat
     wall, cpu = res["wall"], res["cpu"]
@@ -93,8 +133,11 @@ def main() -> None:
           f"ember: {wall['per']['ember'] * 1e6:.1f} us/step")
     print(f"CPU-time ratio (process_time, steadier on a shared machine): {cpu['ratio']['ember']:.3f} "
           f"({cpu['spread']['ember'][0]:.2f}-{cpu['spread']['ember'][1]:.2f})")
-    print(f"median ratio ember / hand-written ({'bare' if args.bare else 'default callbacks'}): "
-          f"{wall['ratio']['ember']:.3f}")
+    if args.model == "noop":
+        extra = (cpu["per"]["ember"] - cpu["per"]["hand-written"]) * 1e6
+        print(f"ember's own CPU time per step: {extra:.2f} us (difference of the median CPU times per step)")
+    print(f"median ratio ember / hand-written ({'bare' if args.bare else 'default callbacks'}"
+          f"{', noop model' if args.model == 'noop' else ''}): {wall['ratio']['ember']:.3f}")
 
 
 if __name__ == "__main__":
