@@ -43,38 +43,17 @@ import time
 from typing import Any, Callable
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness as h  # noqa: E402
+from overhead import MLP, make_data  # noqa: E402  (the same model and data)
 
 import ember  # noqa: E402
 
 BATCH = 16
 LOGGERS = ["csv", "tensorboard", "mlflow", "mlflow-async", "wandb"]
 PACKAGE = {"tensorboard": "tensorboard", "mlflow": "mlflow", "mlflow-async": "mlflow", "wandb": "wandb"}
-
-
-def make_data(n: int) -> TensorDataset:
-    g = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(n, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
-
-
-class MLP(ember.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = nn.functional.cross_entropy(self.net(x), y)
-        self.log("train_loss", loss)
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
 def make_logger(kind: str, root: str) -> Any:

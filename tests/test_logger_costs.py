@@ -3,7 +3,6 @@ MLFlowLogger(synchronous=...) as in Lightning (MLflow's background writes are al
 and ``finalize`` return), and the logger-cost benchmark's smoke run."""
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import os
@@ -17,20 +16,10 @@ import pytest
 
 import ember
 from conftest import BoringModel, random_loader
+from test_loggers_extra import csv_values  # what the other logger must agree with
 from ember.loggers import CSVLogger
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def csv_values(logger: CSVLogger) -> dict[str, list[tuple[int, float]]]:
-    """{metric: [(step, value), ...]} from a CSVLogger of the same fit: what the other logger must agree with."""
-    values: dict[str, list[tuple[int, float]]] = {}
-    with open(os.path.join(logger.log_dir, "metrics.csv"), newline="") as f:
-        for row in csv.DictReader(f):
-            for key, value in row.items():
-                if key != "step" and value != "":
-                    values.setdefault(key, []).append((int(row["step"]), float(value)))
-    return values
 
 
 def fit(loggers, tmp_path, max_epochs=2):
