@@ -585,14 +585,22 @@ def instrument(trainer: Any, profiler: Profiler) -> Callable[[], None]:
                 # a bound method, like the original: LR schedulers built later read ``opt.step.__func__``
                 patches.set(opt, "step", types.MethodType(lambda self, *a, _s=step, **k: _s(*a, **k), opt))
 
+    def through_the_module() -> None:
+        # the loop calls torch's zero_grad/backward itself when the module keeps LightningModule's own; timed, they
+        # must go through the wrapped module methods (set again after configure, which decides it)
+        patches.set(trainer, "_plain_zero_grad", False)
+        patches.set(trainer, "_plain_backward", False)
+
     configure = trainer._configure_optimizers
 
     def configure_then_instrument(*args: Any, **kwargs: Any) -> Any:
         out = configure(*args, **kwargs)
         instrument_optimizers()
+        through_the_module()
         return out
 
     instrument_optimizers()
+    through_the_module()
     patches.set(trainer, "_configure_optimizers", configure_then_instrument)
     return patches.undo
 
