@@ -12,6 +12,7 @@ What ember adds around ``torch.nn.parallel.DistributedDataParallel``, and nothin
 from __future__ import annotations
 
 import atexit
+import gc
 import datetime
 import os
 import time
@@ -246,9 +247,16 @@ def _new_stop_vote(backend: str) -> "StopVote":
 
 
 def _leave_process_group() -> None:
-    """At exit, leave the process group cleanly (torch warns, and gloo may abort, when a process exits inside it)."""
+    """At exit, leave the process group cleanly (torch warns, and gloo may abort, when a process exits inside it).
+
+    First collect the garbage: a Trainer is kept alive only by reference cycles (its hooks hold it), and a DDP
+    wrapper or pending work left in such a cycle holds the process group. Freed during interpreter finalization
+    instead, gloo's threads abort the process ("terminate called without an active exception", exit -6) now and
+    then, after all the work is done."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 class StopVote:

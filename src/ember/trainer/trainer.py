@@ -369,6 +369,7 @@ class Trainer:
             raise
         finally:
             self.strategy.teardown()
+            self._training_step = None  # under DDP the wrapper, which holds the process group: let it go now
             for cb in self.callbacks:
                 cb.teardown(self, model, stage)
             model.teardown(stage)
