@@ -171,3 +171,22 @@ def test_model_and_batch_move_to_the_gpu(trainer_kwargs):
     ember.Trainer(max_epochs=1, limit_train_batches=1, **{**trainer_kwargs, "accelerator": "gpu"}).fit(
         Where(), random_loader())
     assert seen == {"batch": "cuda", "param": "cuda"}
+
+
+@cuda
+def test_after_a_gpu_run_the_model_and_optimizer_state_are_back_on_the_cpu(trainer_kwargs):
+    """As in Lightning: after fit on a GPU the module and the optimizer's state live on the CPU again, so the
+    first thing users do next, `model(x)` with a CPU tensor, works."""
+    class WithAdam(BoringModel):
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=0.01)
+
+    model = WithAdam()
+    trainer = ember.Trainer(max_epochs=1, limit_train_batches=2, **{**trainer_kwargs, "accelerator": "gpu"})
+    trainer.fit(model, random_loader())
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    state = [v for s in trainer.optimizers[0].state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+    assert state and all(v.device.type == "cpu" for v in state)
+    model(torch.randn(2, 32))
+    trainer.test(model, random_loader(16))  # moved to the GPU for the run, back to the CPU after it
+    assert {p.device.type for p in model.parameters()} == {"cpu"}

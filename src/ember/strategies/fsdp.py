@@ -116,6 +116,7 @@ class FSDPStrategy(DDPStrategy):
     """
 
     strategy_name = "fsdp"
+    returns_module_to_cpu = False  # the shards stay where they are; validate/test reuse them
     save_needs_all_ranks = True  # gathering the weights (full) or writing the shards (sharded) needs every rank
 
     def __init__(self, accelerator: Any = None, parallel_devices: Any = None,

@@ -23,6 +23,8 @@ class Strategy:
     # True when saving a checkpoint needs every rank (a sharded model gathers its weights)
     save_needs_all_ranks = False
     spawns_processes = False  # ddp_spawn: each Trainer entry point runs in new processes
+    # after a run on a GPU the module and optimizer state go back to the CPU, as in Lightning (not a sharded model)
+    returns_module_to_cpu = True
 
     def __init__(self, device: Optional[torch.device] = None) -> None:
         self._root_device = device

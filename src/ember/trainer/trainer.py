@@ -370,6 +370,10 @@ class Trainer:
         finally:
             self.strategy.teardown()
             self._training_step = None  # under DDP the wrapper, which holds the process group: let it go now
+            if self.state.status == "finished" and self._device.type != "cpu" and self.strategy.returns_module_to_cpu:
+                # as Lightning: `model(x)` on CPU tensors works after fit (not after a failure, where moving could
+                # raise again and hide the error)
+                _release_device(model, self.optimizers)
             for cb in self.callbacks:
                 cb.teardown(self, model, stage)
             model.teardown(stage)
@@ -838,6 +842,18 @@ class Trainer:
 
     def _time_is_up(self) -> bool:
         return self._max_time_s is not None and time.monotonic() - self._fit_start_time >= self._max_time_s
+
+
+def _release_device(module: torch.nn.Module, optimizers: list) -> None:
+    """The module and every optimizer's state tensors back on the CPU, and the GPU's cached blocks freed."""
+    for optimizer in optimizers:
+        for state in optimizer.state.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    state[key] = value.cpu()
+    module.cpu()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 # --- construction helpers ------------------------------------------------------------------------------------
