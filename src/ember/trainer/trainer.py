@@ -214,6 +214,7 @@ class Trainer:
         self._transfer_batch: Any = None
         self._custom_optimizer_step = False
         self._plain_zero_grad = self._plain_backward = True
+        self._keep_module_on_device = False  # a tuner's trial run: the model stays for the run that follows
         self._signals = SignalCatcher()
         self._resumed_train_metrics: Optional[dict] = None
 
@@ -370,7 +371,8 @@ class Trainer:
         finally:
             self.strategy.teardown()
             self._training_step = None  # under DDP the wrapper, which holds the process group: let it go now
-            if self.state.status == "finished" and self._device.type != "cpu" and self.strategy.returns_module_to_cpu:
+            if (self.state.status == "finished" and self._device.type != "cpu" and self.strategy.returns_module_to_cpu
+                    and not self._keep_module_on_device):
                 # as Lightning: `model(x)` on CPU tensors works after fit (not after a failure, where moving could
                 # raise again and hide the error)
                 _release_device(model, self.optimizers)

@@ -85,7 +85,9 @@ def _trial_trainer(trainer: Any, callbacks: list, **settings: Any) -> Any:
         on_nonfinite_loss="ignore",
     )
     base.update(settings)
-    return Trainer(**base)
+    trial = Trainer(**base)
+    trial._keep_module_on_device = True  # the search runs inside (or before) a fit that goes on with the model
+    return trial
 
 
 # --- keeping the user's state safe -----------------------------------------------------------------
