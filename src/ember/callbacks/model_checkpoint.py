@@ -177,8 +177,8 @@ class ModelCheckpoint(Callback):
 
     @_ignores_outputs
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not self._every_n_train_steps and self._train_time_interval is None:
-            return  # nothing to decide (the Trainer skips this hook then, see _idle_hooks; a direct call lands here)
+        if self._idle_hooks:
+            return  # no step or time trigger: nothing to decide (the Trainer does not even call this then)
         if self._should_skip(trainer):
             return
         step_due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0

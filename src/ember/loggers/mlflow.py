@@ -247,8 +247,11 @@ class MLFlowLogger(Logger):
         if len(pending) >= 64:
             pending[:] = [ops for ops in pending if not _finished(ops)]
 
-    def _wait(self) -> Optional[Exception]:
-        """Wait for every background write; the MLflow error of those that failed, if any."""
+    def _flush(self) -> Optional[Exception]:
+        """Send the metrics held back, then wait for every background write; the MLflow error of those that
+        failed, if any."""
+        if self._unsent:
+            self._send()
         pending, self._pending = self._pending, []
         errors = []
         for ops in pending:
@@ -263,9 +266,7 @@ class MLFlowLogger(Logger):
     @rank_zero_only
     def save(self) -> None:
         """Send the metrics held back and wait until everything logged so far is in the store."""
-        if self._unsent:
-            self._send()
-        error = self._wait()
+        error = self._flush()
         if error is not None:
             raise RuntimeError(f"MLFlowLogger: MLflow failed to write some logged values: {error}") from error
 
@@ -281,9 +282,7 @@ class MLFlowLogger(Logger):
         """Upload pending checkpoints and end the run: "success" -> FINISHED, "failed" -> FAILED."""
         if self._client is None:  # never logged: no run to end
             return
-        if self._unsent:
-            self._send()
-        error = self._wait()  # the background writes (synchronous=False) are in the store before the run ends
+        error = self._flush()  # the background writes (synchronous=False) are in the store before the run ends
         if self._checkpoint_callback is not None:
             self._log_checkpoints(self._checkpoint_callback)
         self._client.set_terminated(self._run_id, _STATUS.get(status, str(status).upper()))

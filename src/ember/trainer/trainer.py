@@ -848,11 +848,10 @@ class Trainer:
 
 def _release_device(module: torch.nn.Module, optimizers: list) -> None:
     """The module and every optimizer's state tensors back on the CPU, and the GPU's cached blocks freed."""
+    cpu = torch.device("cpu")
     for optimizer in optimizers:
-        for state in optimizer.state.values():
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor):
-                    state[key] = value.cpu()
+        for param, state in optimizer.state.items():
+            optimizer.state[param] = move_data_to_device(state, cpu)
     module.cpu()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
