@@ -315,6 +315,25 @@ def test_logging_a_one_element_tensor_of_any_shape_is_fine(trainer_kwargs):
     assert trainer.callback_metrics["one"].item() == 5.0
 
 
+def test_a_step_value_whose_shape_changes_after_the_first_step_is_checked_when_read(trainer_kwargs):
+    # the per-step path of self.log stores a step-only value without looking at it (a tensor attribute costs a
+    # microsecond); its shape is checked when a logger, the bar or callback_metrics reads it
+    class Model(BoringModel):
+        def __init__(self, later) -> None:
+            super().__init__()
+            self.later = later
+
+        def training_step(self, batch, batch_idx):
+            self.log("v", torch.tensor(1.0) if batch_idx == 0 else self.later)
+            return super().training_step(batch, batch_idx)
+
+    trainer = ember.Trainer(max_epochs=1, **trainer_kwargs)
+    trainer.fit(Model(torch.full((1, 1), 3.0)), _loader(16, 8))
+    assert trainer.callback_metrics["v"].shape == () and trainer.callback_metrics["v"].item() == 3.0
+    with pytest.raises(ValueError, match=r"self.log\('v', ...\) in training_step.*scalar.*shape \(3,\)"):
+        ember.Trainer(max_epochs=1, **trainer_kwargs).fit(Model(torch.ones(3)), _loader(16, 8))
+
+
 def test_logging_a_string_raises_type_error(trainer_kwargs):
     # Lightning raises ValueError here; ember raises TypeError, the exception Python uses for a wrong type
     with pytest.raises(TypeError, match=r"'bad'.*must be a number.*it is a str"):

@@ -99,10 +99,19 @@ class HookRunner:
 
 
 class StepHooks:
-    """The hooks inside every training step, each a callable or None when nothing overrides it."""
+    """The hooks inside every training step, each a callable or None when nothing overrides it; and the module's
+    instance dict, where the step writes the running hook's name (reaching it through the module costs a
+    microsecond: ``nn.Module.__getattr__`` makes every attribute lookup on a module slow)."""
 
-    __slots__ = ("on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step")
+    _HOOKS = ("on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step")
+    __slots__ = _HOOKS + ("module_dict",)
 
     def __init__(self, hooks: HookRunner) -> None:
-        for name in self.__slots__:
+        for name in self._HOOKS:
             setattr(self, name, hooks.caller(name))
+        self.module_dict = hooks._state
+
+    @property
+    def none(self) -> bool:
+        """Nothing overrides any of them."""
+        return all(getattr(self, name) is None for name in self._HOOKS)

@@ -104,6 +104,7 @@ def run_train_epoch(trainer: Any) -> None:
     batch_end = hooks.caller("on_train_batch_end")
     wants_outputs = batch_end is not None and hooks.wants_outputs("on_train_batch_end")  # else no dict per batch
     step_hooks = StepHooks(hooks)
+    direct = automatic and accumulate == 1 and p.accumulated == 0 and _is_direct_step(t, step_hooks, optimizer)
     timed = t._max_time_s is not None
     signals = t._signals
     distributed = t.world_size > 1
@@ -126,12 +127,12 @@ def run_train_epoch(trainer: Any) -> None:
             if set_grad_sync is not None:
                 set_grad_sync(should_step)  # DDP: batches that do not step keep their gradients local
             outputs = training_step_automatic(t, module, optimizer, batch, batch_idx, accumulate, should_step,
-                                              step_hooks)
+                                              step_hooks, direct)
             stepped = should_step and outputs is not None
             if outputs is not None and wants_outputs:
                 outputs = _batch_end_outputs(outputs)
         else:
-            module.__dict__["_current_fx"] = "training_step"
+            step_hooks.module_dict["_current_fx"] = "training_step"
             with t._precision.forward_context():
                 outputs = t._training_step(batch, batch_idx)
             stepped = True
@@ -198,17 +199,26 @@ def finish_train_epoch(trainer: Any, results: Results) -> None:
     p.epoch_done = False
 
 
+def _is_direct_step(t: Any, hooks: StepHooks, optimizer: Any) -> bool:
+    """Whether, after training_step, this epoch's step is exactly the hand-written zero_grad, backward, step:
+    32-bit, one optimizer, no step hook or override anywhere, no clipping, no per-step scheduler. (Asked with
+    ``accumulate_grad_batches=1`` and automatic optimization; the profiler turns it off to time each part.)"""
+    return (optimizer is not None and t._precision.plain and hooks.none and t._plain_zero_grad and t._plain_backward
+            and not t._custom_optimizer_step and not t._clip_every_step and not t._has_step_schedulers)
+
+
 def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, batch_idx: int, accumulate: int,
-                            should_step: bool, hooks: StepHooks) -> Any:
+                            should_step: bool, hooks: StepHooks, direct: bool = False) -> Any:
     """training_step, zero_grad at the start of an accumulation window, backward, and every
     ``accumulate`` batches (and at the epoch's end): unscale, clip, optimizer step, step schedulers.
+    With ``direct`` (see ``_is_direct_step``) the three calls of a hand-written loop, nothing else.
 
     Returns the step's output for ``on_train_batch_end``, or None when the user skipped the batch.
     """
     p = t._progress
     precision = t._precision
     plain = precision.plain  # 32-bit: no autocast, no scaler, so no calls into Precision at all
-    module.__dict__["_current_fx"] = "training_step"  # nn.Module.__setattr__ would cost a microsecond
+    hooks.module_dict["_current_fx"] = "training_step"  # self.log's defaults follow it
     if plain:
         output = t._training_step(batch, batch_idx)
     else:
@@ -223,6 +233,12 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
             p.accumulated = 0
             _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks)
         return None
+    if direct:
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        p.optimizer_steps += 1
+        return output
     if p.accumulated == 0 and optimizer is not None:
         if hooks.on_before_zero_grad is not None:
             hooks.on_before_zero_grad(optimizer)
@@ -421,6 +437,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     no_grad = torch.inference_mode() if t._inference_mode and t.state.fn != "fit" else torch.no_grad()
     t._evaluating = stage
     batch_start, batch_end = hooks.caller(f"on_{prefix}_batch_start"), hooks.caller(f"on_{prefix}_batch_end")
+    module_dict, step_name = module.__dict__, f"{prefix}_step"  # written per batch: self.log's defaults follow it
     try:
         with no_grad:
             hooks.call(f"on_{prefix}_start")
@@ -436,7 +453,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
                     results.set_batch(batch, dl_idx)
                     if batch_start is not None:
                         batch_start(batch, batch_idx, *extra)
-                    module.__dict__["_current_fx"] = f"{prefix}_step"
+                    module_dict["_current_fx"] = step_name
                     with t._precision.forward_context():
                         output = step(batch, batch_idx, *extra)
                     if stage == "predict" and t._return_predictions:

@@ -146,16 +146,20 @@ class Results:
             on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, enable_graph: bool,
             sync_dist: bool, add_dataloader_idx: bool, batch_size: Optional[int]) -> None:
         entry = self.entries.get(name)
-        if entry is not None and entry.fx == fx and value.__class__ is Tensor and value.ndim == 0 \
-                and entry.metric is None and self.num_dataloaders == 1 and not entry.sync_dist:
-            # the same name logged again from the same hook: the per-step path, kept short. A step-only
-            # value is detached when read, not here: most steps nobody reads it
-            if entry.on_epoch and value.requires_grad and not enable_graph:
-                value = value.detach()
-            if entry.on_epoch and entry.reduce == "mean" and batch_size is None:
-                batch_size = self._current_batch_size()
-            entry.update(value, batch_size or 1)
-            return
+        if entry is not None and entry.fx == fx and type(value) is Tensor and entry.metric is None \
+                and self.num_dataloaders == 1 and not entry.sync_dist:
+            # the same name logged again from the same hook: the per-step path, kept short (reading a tensor's
+            # attribute costs as much as the rest of this path)
+            if not entry.on_epoch:
+                entry.last = value  # detached, and its shape checked, when read (_step_value): most steps nobody does
+                return
+            if value.ndim == 0:
+                if value.requires_grad and not enable_graph:
+                    value = value.detach()
+                if entry.reduce == "mean" and batch_size is None:
+                    batch_size = self._current_batch_size()
+                entry.update(value, batch_size or 1)
+                return
         in_loop = fx in ("validation_step", "test_step", "on_validation_batch_start", "on_validation_batch_end",
                          "on_test_batch_start", "on_test_batch_end")
         key = name
@@ -169,10 +173,7 @@ class Results:
         metric_type = _torchmetrics_metric_type()
         if isinstance(value, Tensor):
             if value.numel() != 1:
-                raise ValueError(
-                    f"self.log({name!r}, ...) in {fx}: the value must be a scalar, but it is a tensor of shape "
-                    f"{tuple(value.shape)}. Log a reduction such as `.mean()`, or each element under its own name."
-                )
+                raise _not_a_scalar(name, fx, value)
             if not enable_graph:
                 value = value.detach()
             if value.ndim:
@@ -239,7 +240,7 @@ class Results:
         return {key: {"fx": e.fx, "prog_bar": e.prog_bar, "logger": e.logger, "on_step": e.on_step,
                       "on_epoch": e.on_epoch, "reduce": e.reduce, "total": e.total, "count": e.count,
                       "sync_dist": e.sync_dist,
-                      "last": None if e.last is None else _detached(e.last)}
+                      "last": None if e.last is None else _step_value(e)}
                 for key, e in self.entries.items() if e.metric is None and e.dataloader_idx is None}
 
     def load_state_dict(self, state: dict) -> None:
@@ -256,7 +257,7 @@ class Results:
         for key, e in self.entries.items():
             if not e.on_step or e.last is None or (logger_only and not e.logger) or (prog_bar_only and not e.prog_bar):
                 continue
-            out[f"{key}_step" if e.forked else key] = _detached(e.last)
+            out[f"{key}_step" if e.forked else key] = _step_value(e)
         return out
 
     def live_callback_values(self) -> dict:
@@ -267,7 +268,7 @@ class Results:
         out = {}
         for key, e in self.entries.items():
             if e.on_step and e.last is not None:
-                out[key] = last = _detached(e.last)
+                out[key] = last = _step_value(e)
                 if e.forked:
                     out[f"{key}_step"] = last
         return out
@@ -305,15 +306,15 @@ class Results:
                 callback[key] = value
                 callback[epoch_key] = value
                 if e.forked and e.last is not None:
-                    callback[f"{key}_step"] = _detached(e.last)
+                    callback[f"{key}_step"] = _step_value(e)
                 if e.logger:
                     logged[epoch_key] = value
                 if e.prog_bar:
                     pbar[epoch_key] = value
                     if e.forked and e.last is not None:
-                        pbar[f"{key}_step"] = _detached(e.last)
+                        pbar[f"{key}_step"] = _step_value(e)
             elif e.last is not None:  # step-only values stay readable after the epoch
-                callback[key] = _detached(e.last)
+                callback[key] = _step_value(e)
                 if e.prog_bar:
                     pbar[key] = callback[key]
                 if e.metric is not None and reset:
@@ -346,8 +347,22 @@ def _all_reduce_mean(value: Tensor) -> Tensor:
     return value / dist.get_world_size()
 
 
-def _detached(value: Tensor) -> Tensor:
+def _step_value(e: _Entry) -> Tensor:
+    """An entry's latest step value, detached. ``Results.log`` stores a step-only value unchecked, so its shape is
+    checked here."""
+    value = e.last
+    if value.ndim:
+        if value.numel() != 1:
+            raise _not_a_scalar(e.name, e.fx, value)
+        value = value.reshape(())
     return value.detach() if value.requires_grad else value
+
+
+def _not_a_scalar(name: str, fx: Optional[str], value: Tensor) -> ValueError:
+    return ValueError(
+        f"self.log({name!r}, ...) in {fx}: the value must be a scalar, but it is a tensor of shape "
+        f"{tuple(value.shape)}. Log a reduction such as `.mean()`, or each element under its own name."
+    )
 
 
 def to_float(values: dict) -> dict:
