@@ -32,7 +32,9 @@ def _hand_written(init_state: dict, loader, epochs: int, accumulate: int, clip_v
             loss = F.mse_loss(net(x), y) / accumulate
             loss.backward()
             if (i + 1) % accumulate == 0 or i == n - 1:
-                if clip_algo == "norm":
+                if clip_val is None:
+                    pass
+                elif clip_algo == "norm":
                     torch.nn.utils.clip_grad_norm_(net.parameters(), clip_val)
                 else:
                     torch.nn.utils.clip_grad_value_(net.parameters(), clip_val)
@@ -61,6 +63,30 @@ def test_accumulation_and_clipping_equal_hand_written_loop(trainer_kwargs, algor
     for key, value in expected.items():
         assert torch.equal(model.state_dict()[key], value), key
     assert not torch.equal(model.state_dict()["layer.weight"], init["layer.weight"])
+
+
+class WithStepHook(MomentumModel):
+    def on_before_optimizer_step(self, optimizer):
+        self.seen = getattr(self, "seen", 0) + 1
+
+
+@pytest.mark.parametrize("model_class, accumulate", [(MomentumModel, 1), (WithStepHook, 1), (MomentumModel, 2)],
+                         ids=["direct-step", "with-a-step-hook", "accumulating"])
+def test_plain_steps_equal_hand_written_loop(trainer_kwargs, model_class, accumulate):
+    # the first takes the loop's direct step (zero_grad, backward, step and nothing else); the others the full path
+    torch.manual_seed(0)
+    model = model_class()
+    init = copy.deepcopy(model.state_dict())
+    loader = random_loader(n=56, batch_size=8)
+    trainer = ember.Trainer(max_epochs=2, accumulate_grad_batches=accumulate, **trainer_kwargs)
+    trainer.fit(model, loader)
+
+    expected, steps = _hand_written(init, loader, epochs=2, accumulate=accumulate, clip_val=None, clip_algo="")
+    assert trainer.global_step == steps == (14 if accumulate == 1 else 8)
+    for key, value in expected.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    if model_class is WithStepHook:
+        assert model.seen == steps
 
 
 def test_clipping_changes_the_result(trainer_kwargs):
