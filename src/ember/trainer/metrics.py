@@ -240,7 +240,8 @@ class Results:
         return {key: {"fx": e.fx, "prog_bar": e.prog_bar, "logger": e.logger, "on_step": e.on_step,
                       "on_epoch": e.on_epoch, "reduce": e.reduce, "total": e.total, "count": e.count,
                       "sync_dist": e.sync_dist,
-                      "last": None if e.last is None else _step_value(e)}
+                      # as it is: a checkpoint (SIGTERM's included) is never refused over a value's shape
+                      "last": None if e.last is None else e.last.detach()}
                 for key, e in self.entries.items() if e.metric is None and e.dataloader_idx is None}
 
     def load_state_dict(self, state: dict) -> None:
