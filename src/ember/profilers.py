@@ -586,8 +586,8 @@ def instrument(trainer: Any, profiler: Profiler) -> Callable[[], None]:
                 patches.set(opt, "step", types.MethodType(lambda self, *a, _s=step, **k: _s(*a, **k), opt))
 
     def through_the_module() -> None:
-        # the loop calls torch's zero_grad/backward itself when the module keeps LightningModule's own; timed, they
-        # must go through the wrapped module methods (set again after configure, which decides it)
+        # the loop's direct step calls torch's zero_grad/backward itself when the module keeps LightningModule's own;
+        # timed, they must go through the wrapped module methods (set again after configure, which decides it)
         patches.set(trainer, "_plain_zero_grad", False)
         patches.set(trainer, "_plain_backward", False)
 

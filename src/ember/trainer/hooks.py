@@ -47,7 +47,7 @@ class HookRunner:
     def caller(self, name: str) -> Optional[Callable]:
         """``call`` for ``name``, or None when nothing overrides the hook: the per-batch code checks for None and
         makes no call at all (a call that finds no one still costs a Python frame, six times a step)."""
-        return functools.partial(self.call, name) if self._targets(name) else None
+        return functools.partial(self.call, name) if self.has(name) else None
 
     def wants_outputs(self, name: str) -> bool:
         """Whether some target of the batch-end hook ``name`` may read its ``outputs`` (see ``_ignores_outputs``)."""

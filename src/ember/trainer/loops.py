@@ -208,7 +208,7 @@ def _is_direct_step(t: Any, hooks: StepHooks, optimizer: Any) -> bool:
 
 
 def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, batch_idx: int, accumulate: int,
-                            should_step: bool, hooks: StepHooks, direct: bool = False) -> Any:
+                            should_step: bool, hooks: StepHooks, direct: bool) -> Any:
     """training_step, zero_grad at the start of an accumulation window, backward, and every
     ``accumulate`` batches (and at the epoch's end): unscale, clip, optimizer step, step schedulers.
     With ``direct`` (see ``_is_direct_step``) the three calls of a hand-written loop, nothing else.
@@ -242,17 +242,12 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
     if p.accumulated == 0 and optimizer is not None:
         if hooks.on_before_zero_grad is not None:
             hooks.on_before_zero_grad(optimizer)
-        if t._plain_zero_grad:
-            optimizer.zero_grad()  # what LightningModule.optimizer_zero_grad does
-        else:
-            module.optimizer_zero_grad(p.epoch, batch_idx, optimizer)
+        module.optimizer_zero_grad(p.epoch, batch_idx, optimizer)
     if accumulate > 1:
         loss = loss / accumulate  # so that N accumulated batches give the gradient of their mean
     if hooks.on_before_backward is not None:
         hooks.on_before_backward(loss)
-    if plain and t._plain_backward:
-        loss.backward()  # what LightningModule.backward does
-    elif plain:
+    if plain:
         module.backward(loss)
     else:
         precision.backward(loss, module)

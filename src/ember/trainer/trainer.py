@@ -432,7 +432,7 @@ class Trainer:
         self._has_step_schedulers = any(c.interval == "step" for c in self.lr_scheduler_configs)
         self._custom_optimizer_step = is_overridden("optimizer_step", module, LightningModule) or any(
             isinstance(o, torch.optim.LBFGS) for o in self.optimizers)
-        # the module keeps LightningModule's own zero_grad/backward: the loop calls torch directly (a frame less)
+        # the module keeps LightningModule's own zero_grad/backward: one condition of the loop's direct step
         self._plain_zero_grad = not is_overridden("optimizer_zero_grad", module, LightningModule)
         self._plain_backward = not is_overridden("backward", module, LightningModule)
 
