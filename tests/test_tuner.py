@@ -65,6 +65,11 @@ def _trainer(**kwargs) -> ember.Trainer:
     return ember.Trainer(**base)
 
 
+def _tuner() -> Tuner:
+    """A Tuner on a Trainer with Lightning's default max_epochs (1000): room for a sweep over many epochs."""
+    return Tuner(_trainer(max_epochs=None))
+
+
 def _state(model: ember.LightningModule) -> dict:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -76,7 +81,7 @@ def _same(a: dict, b: dict) -> bool:
 # --- lr_find ------------------------------------------------------------------------------------------
 def test_lr_find_sweeps_and_suggests():
     model = Regression()
-    finder = Tuner(_trainer()).lr_find(model, min_lr=1e-4, max_lr=10, num_training=50)
+    finder = _tuner().lr_find(model, min_lr=1e-4, max_lr=10, num_training=50)
     lrs, losses = finder.results["lr"], finder.results["loss"]
     assert len(lrs) == len(losses) > 40
     assert lrs[0] == pytest.approx(1e-4) and all(a < b for a, b in zip(lrs, lrs[1:]))
@@ -88,7 +93,7 @@ def test_lr_find_sweeps_and_suggests():
 
 def test_lr_find_matches_lightning_numbers():
     """The sweep's rates and smoothed losses as Lightning 2.6.6 reports them for this model (recorded once)."""
-    finder = Tuner(_trainer()).lr_find(Regression(), min_lr=1e-4, max_lr=10, num_training=50, update_attr=False)
+    finder = _tuner().lr_find(Regression(), min_lr=1e-4, max_lr=10, num_training=50, update_attr=False)
     assert finder.results["lr"][:3] == pytest.approx([1e-4, 1e-4 * 10 ** 0.2, 1e-4 * 10 ** 0.3])
     assert finder.results["loss"][:3] == pytest.approx([2.35, 3.13, 3.52], abs=0.01)
     assert len(finder.results["lr"]) == 48  # diverged at lr 6.3, as in Lightning
@@ -96,7 +101,7 @@ def test_lr_find_matches_lightning_numbers():
 
 
 def test_lr_find_linear_mode():
-    finder = Tuner(_trainer()).lr_find(Regression(), min_lr=0.01, max_lr=1.0, num_training=30, mode="linear")
+    finder = _tuner().lr_find(Regression(), min_lr=0.01, max_lr=1.0, num_training=30, mode="linear")
     lrs = finder.results["lr"]
     assert len(lrs) == 30
     steps = [b - a for a, b in zip(lrs[1:], lrs[2:])]
@@ -106,16 +111,16 @@ def test_lr_find_linear_mode():
 
 def test_lr_find_early_stop_on_divergence():
     kwargs = dict(min_lr=1e-3, max_lr=100.0, num_training=60, update_attr=False)
-    stopped = Tuner(_trainer()).lr_find(Regression(), **kwargs)
+    stopped = _tuner().lr_find(Regression(), **kwargs)
     assert 10 < len(stopped.results["lr"]) < 60
     assert stopped.results["loss"][-1] > 4 * min(stopped.results["loss"][1:])
-    full = Tuner(_trainer()).lr_find(Regression(), early_stop_threshold=None, **kwargs)
+    full = _tuner().lr_find(Regression(), early_stop_threshold=None, **kwargs)
     assert len(full.results["lr"]) == 60
 
 
 def test_lr_find_restores_model_optimizer_and_trainer():
-    model = Regression(momentum=0.9)
-    trainer = _trainer()
+    model = Regression(momentum=0.9, batch_size=8)  # 8 batches an epoch: a sweep of 20 over 3 epochs
+    trainer = _trainer(max_epochs=3)
     trainer.fit(model)  # the trainer now has an optimizer with momentum buffers and a global step
     weights, step = _state(model), trainer.global_step
     opt_state = trainer.optimizers[0].state_dict()
@@ -136,7 +141,7 @@ def test_lr_find_restores_model_optimizer_and_trainer():
 def test_next_fit_is_unaffected_apart_from_the_lr():
     def run(tune: bool) -> dict:
         torch.manual_seed(1)
-        model = Regression(lr=0.05)
+        model = Regression(lr=0.05, batch_size=8)
         trainer = _trainer(max_epochs=3)
         if tune:
             Tuner(trainer).lr_find(model, num_training=20, update_attr=False)
@@ -157,15 +162,15 @@ def test_lr_find_attr_errors_and_attr_name():
             return torch.optim.SGD(self.parameters(), lr=self.base_lr)
 
     with pytest.raises(AttributeError, match=r"model\.lr.*model\.hparams\.lr.*attr_name"):
-        Tuner(_trainer()).lr_find(NoLR(), num_training=5)
+        _tuner().lr_find(NoLR(), num_training=5)
     model = NoLR()
-    finder = Tuner(_trainer()).lr_find(model, num_training=30, attr_name="base_lr")
+    finder = _tuner().lr_find(model, num_training=30, attr_name="base_lr")
     assert model.base_lr == finder.suggestion()
 
 
 def test_lr_find_rejects_other_methods_and_two_optimizers():
     with pytest.raises(ValueError, match="method='fit'"):
-        Tuner(_trainer()).lr_find(Regression(), method="validate")
+        _tuner().lr_find(Regression(), method="validate")
 
     class TwoOpts(Regression):
         def __init__(self):
@@ -179,7 +184,7 @@ def test_lr_find_rejects_other_methods_and_two_optimizers():
             return [torch.optim.SGD(self.parameters(), lr=0.1), torch.optim.SGD(self.parameters(), lr=0.1)]
 
     with pytest.raises(ValueError, match="exactly one optimizer"):
-        Tuner(_trainer()).lr_find(TwoOpts(), num_training=5)
+        _tuner().lr_find(TwoOpts(), num_training=5)
 
 
 def test_lr_finder_plot():
@@ -189,13 +194,88 @@ def test_lr_finder_plot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    finder = Tuner(_trainer()).lr_find(Regression(), min_lr=1e-4, max_lr=10, num_training=30)
+    finder = _tuner().lr_find(Regression(), min_lr=1e-4, max_lr=10, num_training=30)
     fig = finder.plot(suggest=True)
     assert isinstance(fig, matplotlib.figure.Figure)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "Learning rate"
     assert len(ax.lines) == 2  # the curve and the suggestion's marker
     plt.close(fig)
+
+
+def test_lr_find_stops_when_the_loss_explodes_and_the_plot_keeps_to_the_curve():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finder = _tuner().lr_find(Regression(), min_lr=1e-4, max_lr=100, num_training=50, update_attr=False)
+    losses = finder.results["loss"]
+    assert len(losses) == 41  # stopped on divergence, as Lightning 2.6.6 does on this model
+    assert losses[-1] > 1000 > 10 > max(losses[:-1])  # the point that crossed the line is kept, as in Lightning
+    fig = finder.plot(suggest=True)
+    low, high = fig.axes[0].get_ylim()
+    assert min(losses) - 1 < low <= min(losses) and max(losses[:-1]) <= high < max(losses[:-1]) + 1
+    plt.close(fig)
+
+    calm = _tuner().lr_find(Regression(), min_lr=1e-4, max_lr=1e-2, num_training=30, update_attr=False)
+    assert len(calm.results["loss"]) == 30
+    fig = calm.plot()
+    assert fig.axes[0].get_ylim()[1] >= max(calm.results["loss"])  # nothing diverged: matplotlib's own scale
+    plt.close(fig)
+
+
+def _lightning_rule(lrs: list, losses: list, skip_begin: int, skip_end: int) -> float:
+    """Lightning 2.6's suggestion, written out: drop the first skip_begin and last skip_end points and the
+    non-finite losses, take d loss / d lr with numpy's second-order central differences, pick the minimum."""
+    import numpy as np
+
+    keep = [i for i in range(skip_begin, len(losses) - skip_end) if np.isfinite(losses[i])]
+    gradient = np.gradient(np.array([losses[i] for i in keep]), np.array([lrs[i] for i in keep]))
+    return lrs[keep[int(np.argmin(gradient))]]
+
+
+@pytest.mark.parametrize("skip_begin, skip_end", [(10, 1), (0, 1), (3, 5)])
+def test_lr_find_suggestion_follows_lightnings_rule(skip_begin, skip_end):
+    from ember.tuner.lr_finder import _LRFinder, _schedule
+
+    lrs = _schedule("exponential", 1e-5, 1.0, 40)
+    # a fixed curve: flat, a fall (steepest in lr, not in index), a NaN from a skipped batch, then a climb
+    losses = [2.3 - 0.001 * i for i in range(15)] + [2.0, 1.9, 1.6, 1.2, float("nan"), 0.9, 0.7, 0.6, 0.55, 0.5] \
+        + [0.5 + 0.2 * i for i in range(15)]
+    finder = _LRFinder("exponential", 1e-5, 1.0, 40)
+    finder.results = {"lr": lrs, "loss": losses}
+    expected = _lightning_rule(lrs, losses, skip_begin, skip_end)
+    assert finder.suggestion(skip_begin=skip_begin, skip_end=skip_end) == expected
+    try:
+        from pytorch_lightning.tuner.lr_finder import _LRFinder as LightningFinder
+    except ImportError:
+        return  # the written-out rule above is the reference
+    theirs = LightningFinder("exponential", 1e-5, 1.0, 40)
+    theirs.results = {"lr": lrs, "loss": losses}
+    assert theirs.suggestion(skip_begin=skip_begin, skip_end=skip_end) == expected
+
+
+def test_lr_find_runs_over_several_epochs_within_max_epochs():
+    """num_training above one epoch's batches: the sweep goes on into the next epochs, up to the Trainer's
+    max_epochs; the Trainer's max_steps does not bound it (numbers as Lightning 2.6.6 gives them)."""
+    kwargs = dict(min_lr=1e-4, max_lr=1e-2, num_training=50, update_attr=False)
+    model = Regression(batch_size=8)  # 8 batches an epoch
+    finder = _tuner().lr_find(model, **kwargs)
+    assert len(finder.results["lr"]) == 50 and finder._total_batch_idx == 50  # seven epochs
+    with pytest.warns(UserWarning, match=r"ran 24 steps: Trainer\(max_epochs=3\) ends the sweep after 3 epoch\(s\) "
+                                         r"of 8 training batches\. Raise max_epochs"):
+        finder = Tuner(_trainer(max_epochs=3, max_steps=5)).lr_find(Regression(batch_size=8), **kwargs)
+    assert len(finder.results["lr"]) == 24
+    with pytest.warns(UserWarning, match="ran 12 steps"):  # 24 batches, accumulated in twos
+        finder = Tuner(_trainer(max_epochs=3, accumulate_grad_batches=2)).lr_find(Regression(batch_size=8), **kwargs)
+    assert len(finder.results["lr"]) == 12
+
+    cb = LearningRateFinder(min_lr=1e-4, max_lr=1e-2, num_training_steps=50)
+    with pytest.warns(UserWarning, match="ran 16 steps"):
+        _trainer(max_epochs=2, callbacks=[cb]).fit(Regression(batch_size=8))
+    assert len(cb.optimal_lr.results["lr"]) == 16
 
 
 def test_import_ember_loads_neither_tuner_nor_matplotlib():
@@ -312,7 +392,7 @@ def test_learning_rate_finder_callback_trains_with_the_suggestion():
     cb = LearningRateFinder(min_lr=1e-4, max_lr=10, num_training_steps=50)
     model = Regression()
     weights = _state(model)
-    trainer = _trainer(callbacks=[cb, Spy()], max_epochs=1)
+    trainer = _trainer(callbacks=[cb, Spy()], max_epochs=100, max_steps=1)  # the sweep's 50 steps need 50 epochs
     trainer.fit(model)
     lr = cb.optimal_lr.suggestion()
     assert seen == [lr] and model.hparams.lr == lr

@@ -4,9 +4,10 @@
 sweep sets the learning rate of all parameter groups to the next value between ``min_lr`` and
 ``max_lr``; after the step it records the loss, smoothed as an exponential moving average. When the
 smoothed loss exceeds ``early_stop_threshold`` times the best one seen, the loss is diverging and
-the sweep stops. Afterwards the model's weights and the optimizers' states are put back, and the
-suggestion (the steepest descent of the loss curve) is written to ``model.lr`` /
-``model.hparams.lr`` / ``learning_rate``.
+the sweep stops (the point that crossed the line is kept, as in Lightning). The sweep runs at most
+``num_training`` steps, over as many epochs as that takes, within the Trainer's ``max_epochs``.
+Afterwards the model's weights and the optimizers' states are put back, and the suggestion (the
+steepest descent of the loss curve) is written to ``model.lr`` / ``model.hparams.lr`` / ``learning_rate``.
 """
 from __future__ import annotations
 
@@ -35,13 +36,15 @@ class _LRFinder:
     0.2
     """
 
-    def __init__(self, mode: str, lr_min: float, lr_max: float, num_training: int) -> None:
+    def __init__(self, mode: str, lr_min: float, lr_max: float, num_training: int,
+                 early_stop_threshold: Optional[float] = 4.0) -> None:
         if mode not in _MODES:
             raise ValueError(f"lr_find(mode={mode!r}) must be 'exponential' or 'linear'.")
         self.mode = mode
         self.lr_min = lr_min
         self.lr_max = lr_max
         self.num_training = num_training
+        self.early_stop_threshold = early_stop_threshold
         self.results: dict = {}
         self._optimal_idx: Optional[int] = None
         self._total_batch_idx = 0  # training batches the sweep ran
@@ -67,10 +70,29 @@ class _LRFinder:
         self._optimal_idx = idx[int(torch.argmin(gradients))]
         return self.results["lr"][self._optimal_idx]
 
+    def _diverged_at(self) -> int:
+        """The index of the first point past the divergence: a NaN/inf loss, or a smoothed loss above
+        ``early_stop_threshold`` (4 when it is None) times the lowest one before it, the rule the sweep
+        stops by. ``len(results["loss"])`` when the loss never diverged."""
+        threshold = self.early_stop_threshold if self.early_stop_threshold is not None else 4.0
+        losses = self.results.get("loss", [])
+        best = math.inf
+        for i, loss in enumerate(losses):
+            if math.isnan(loss):
+                continue  # a batch whose training_step returned no loss
+            if not math.isfinite(loss) or (i > 0 and loss > threshold * best):
+                return i
+            best = min(best, loss)
+        return len(losses)
+
     def plot(self, suggest: bool = False, show: bool = False, ax: Any = None) -> Any:
         """Draw the smoothed loss against the learning rate (log scale in exponential mode) and return the
         matplotlib Figure. ``suggest`` marks the suggestion in red; ``show`` calls ``plt.show()``; ``ax``
-        draws into an existing Axes."""
+        draws into an existing Axes.
+
+        When the loss diverged at the end, the y axis spans the losses before the divergence (the first
+        point above ``early_stop_threshold`` times the best one, the sweep's stopping rule), so that an exploding last point does not flatten the curve; the diverged points
+        are drawn and run off the top. ``ax.autoscale()`` shows them all."""
         try:
             import matplotlib.pyplot as plt
         except ImportError:
@@ -88,6 +110,11 @@ class _LRFinder:
         ax.set_ylabel("Loss")
         if suggest and self.suggestion() is not None and self._optimal_idx is not None:
             ax.plot(lrs[self._optimal_idx], losses[self._optimal_idx], markersize=10, marker="o", color="red")
+        shown = [loss for loss in losses[:self._diverged_at()] if math.isfinite(loss)]
+        if shown and len(shown) < sum(math.isfinite(loss) for loss in losses):  # a diverged point would set the scale
+            low, high = min(shown), max(shown)
+            margin = 0.05 * (high - low) or 0.05 * abs(high) or 1.0
+            ax.set_ylim(low - margin, high + margin)
         if show:
             plt.show()
         return fig
@@ -124,6 +151,7 @@ class _LRSweep(_SnapshotAtStart):
         self.avg_loss = 0.0
         self.best_loss = 0.0
         self.batches = 0
+        self.diverged = False
         self._stepped = False
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -160,13 +188,13 @@ class _LRSweep(_SnapshotAtStart):
         if not math.isfinite(value):
             self.losses.append(float("nan"))
             if self.early_stop_threshold is not None:
-                trainer.should_stop = True  # the loss has blown up: the sweep has gone past any useful rate
+                trainer.should_stop = self.diverged = True  # the loss has blown up: past any useful rate
             return
         step = trainer.global_step
         self.avg_loss = self.beta * self.avg_loss + (1 - self.beta) * value
         smoothed = self.avg_loss / (1 - self.beta ** (step + 1))
         if self.early_stop_threshold is not None and step > 1 and smoothed > self.early_stop_threshold * self.best_loss:
-            trainer.should_stop = True
+            trainer.should_stop = self.diverged = True
         if smoothed < self.best_loss or step == 1:
             self.best_loss = smoothed
         self.losses.append(smoothed)
@@ -197,7 +225,7 @@ def lr_find(trainer: Any, model: Any, train_dataloaders: Any = None, val_dataloa
     """Run the sweep for ``trainer`` (``in_fit``: from a callback while ``trainer.fit`` runs) and return the
     ``_LRFinder``. See ``Tuner.lr_find`` for the arguments."""
     mode = mode.lower()
-    finder = _LRFinder(mode, min_lr, max_lr, num_training)  # checks the mode
+    finder = _LRFinder(mode, min_lr, max_lr, num_training, early_stop_threshold)  # checks the mode
     if not (0 < min_lr < max_lr):
         raise ValueError(f"lr_find(min_lr={min_lr}, max_lr={max_lr}) needs 0 < min_lr < max_lr.")
     if not isinstance(num_training, int) or num_training < 1:
@@ -215,7 +243,9 @@ def lr_find(trainer: Any, model: Any, train_dataloaders: Any = None, val_dataloa
     snapshot = _Snapshot()
     snapshot.add_optimizers(trainer.optimizers, [c.scheduler for c in trainer.lr_scheduler_configs])
     sweep = _LRSweep(snapshot, _schedule(mode, min_lr, max_lr, num_training), early_stop_threshold)
-    sweeper = _trial_trainer(trainer, [sweep], max_epochs=-1, max_steps=num_training,
+    # as in Lightning, num_training replaces the Trainer's max_steps, and its max_epochs still bounds the sweep
+    # (counted from the sweep's start here; Lightning counts the epochs the Trainer already ran)
+    sweeper = _trial_trainer(trainer, [sweep], max_epochs=trainer.max_epochs, max_steps=num_training,
                              limit_train_batches=trainer.limit_train_batches, overfit_batches=trainer.overfit_batches,
                              limit_val_batches=0)
     with _isolated(model, datamodule):
@@ -224,8 +254,13 @@ def lr_find(trainer: Any, model: Any, train_dataloaders: Any = None, val_dataloa
                 sweeper.fit(model, train_dataloaders, val_dataloaders, datamodule)  # validation is off: limit 0
         finally:
             snapshot.restore(model)
-    if len(sweep.lrs) < num_training:
+    if sweep.diverged:
         log.info("LR finder stopped early after %d steps because the loss diverged.", len(sweep.lrs))
+    elif len(sweep.lrs) < num_training and sweeper.current_epoch >= trainer.max_epochs >= 0:
+        warnings.warn(
+            f"lr_find(num_training={num_training}) ran {len(sweep.lrs)} steps: Trainer(max_epochs={trainer.max_epochs}) "
+            f"ends the sweep after {trainer.max_epochs} epoch(s) of {sweeper.num_training_batches} training batches. "
+            "Raise max_epochs (or the data) on the Trainer you tune with, or lower num_training.", stacklevel=3)
     finder.results = {"lr": sweep.lrs, "loss": sweep.losses}
     finder._total_batch_idx = sweep.batches
 
