@@ -31,7 +31,8 @@ _COMMANDS = {
     "test": "run one test epoch of a model (same arguments as fit, plus --ckpt_path)",
     "predict": "run predict_step over the data (same arguments as fit, plus --ckpt_path)",
     "tune": "search hyperparameters with Optuna: ember tune --config conf.yaml --n-trials 20 --search ...",
-    "plot": "draw the curves of a run: ember plot path/to/metrics.csv [-o curves.png]",
+    "plot": "draw the curves of a run: ember plot lightning_logs/version_0 [-o curves.png]",
+    "run": "run an unmodified Lightning program on ember: ember run train.py [args] (or -m package.module)",
 }
 # the Trainer method arguments that the CLI fills itself, so they are not command-line arguments
 _FILLED_BY_CLI = {"model", "train_dataloaders", "val_dataloaders", "dataloaders", "datamodule"}
@@ -273,6 +274,33 @@ def _method_args(fn: Callable) -> set:
     return set(inspect.signature(fn).parameters) - {"self"}
 
 
+def _run_main(rest: list) -> int:
+    """``ember run train.py [args]`` / ``ember run -m package.module [args]``: see ``ember._lightning_alias``."""
+    from ember import _lightning_alias
+
+    usage = ("usage: ember run train.py [args...]   or   ember run -m package.module [args...]\n\n"
+             "Runs an unmodified Lightning program on ember: its imports of pytorch_lightning, lightning.pytorch and "
+             "lightning are answered by ember's modules; the arguments after the script are the script's own.")
+    if not rest or rest[0] in ("-h", "--help"):
+        print(usage)
+        return 0 if rest else 2
+    if rest[0] == "-m":
+        if len(rest) < 2:
+            print(f"ember run: -m needs a module name.\n{usage}", file=sys.stderr)
+            return 2
+        _lightning_alias.run_module(rest[1], rest[2:])
+        return 0
+    if rest[0].startswith("-"):
+        print(f"ember run: unknown option {rest[0]!r}; the script comes first, its own arguments after it.\n"
+              f"{usage}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(rest[0]):
+        print(f"ember run: no script {rest[0]!r} (looked in {os.getcwd()}).\n{usage}", file=sys.stderr)
+        return 2
+    _lightning_alias.run_path(rest[0], rest[1:])
+    return 0
+
+
 def main(argv: Optional[list] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -292,6 +320,8 @@ def main(argv: Optional[list] = None) -> int:
     if command in ("fit", "validate", "test", "predict"):
         LightningCLI(subclass_mode_model=True, subclass_mode_data=True, args=argv, parser_kwargs={"prog": "ember"})
         return 0
+    if command == "run":
+        return _run_main(rest)
     if command == "tune":
         from ember.integrations.optuna import tune_main
 
