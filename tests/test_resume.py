@@ -216,9 +216,18 @@ class WithBackboneIgnored(WithBackbone):
         self.backbone = backbone
 
 
-def test_save_hyperparameters_refuses_a_module():
-    with pytest.raises(ValueError, match=r"backbone.*ignore=\[?'backbone'"):
-        WithBackbone(torch.nn.Linear(32, 32))
+def test_save_hyperparameters_keeps_a_module_with_lightnings_warning(trainer_kwargs, tmp_path):
+    backbone = torch.nn.Linear(32, 32)
+    with pytest.warns(UserWarning, match=r"Attribute 'backbone' is an instance of `nn.Module`.*ignore=\['backbone'\]"):
+        model = WithBackbone(backbone)
+    assert model.hparams.backbone is backbone
+    trainer, model = _trained(trainer_kwargs, model=model)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    assert torch.load(path, weights_only=True)["hyper_parameters"] == {"lr": 0.1}  # the module is left out
+    with pytest.warns(UserWarning, match="Attribute 'backbone'"):  # the new model saves it again, and warns
+        loaded = WithBackbone.load_from_checkpoint(path, backbone=torch.nn.Linear(32, 32))
+    assert torch.equal(loaded.backbone.weight, model.backbone.weight)
 
 
 def test_save_hyperparameters_with_ignore_loads_weights_only(trainer_kwargs, tmp_path):

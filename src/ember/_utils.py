@@ -1,10 +1,11 @@
-"""Small helpers shared across ember: moving batches, batch size, hyperparameters, rank-zero output."""
+"""Small helpers shared across ember: moving batches, batch size, the hparams dict, rank-zero output.
+
+What ``save_hyperparameters`` records and how checkpoints store it: ``ember/_hparams.py``."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 
@@ -75,106 +76,6 @@ def is_overridden(name: str, obj: Any, base: type) -> bool:
     if impl is None:
         return False
     return impl is not default
-
-
-# --- hyperparameters ---------------------------------------------------------------------------
-
-_PLAIN = (type(None), bool, int, float, str)
-
-
-def _plain_data_problem(value: Any, path: str) -> Optional[str]:
-    """Why ``value`` is not plain data that ``torch.load(weights_only=True)`` accepts, or None."""
-    if isinstance(value, _PLAIN):
-        return None
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            problem = _plain_data_problem(item, f"{path}[{i}]")
-            if problem:
-                return problem
-        return None
-    if isinstance(value, dict):
-        for k, item in value.items():
-            if not isinstance(k, (str, int)):
-                return f"{path} has a key of type {type(k).__name__}"
-            problem = _plain_data_problem(item, f"{path}[{k!r}]")
-            if problem:
-                return problem
-        return None
-    if isinstance(value, (torch.Tensor, torch.dtype, torch.device)):
-        return None
-    return f"{path} is a {type(value).__module__}.{type(value).__qualname__}"
-
-
-def to_plain(value: Any) -> Any:
-    """Copy hparams into builtin containers (an AttributeDict or Namespace would not load safely)."""
-    if isinstance(value, Mapping):
-        return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [to_plain(v) for v in value]
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(to_plain(v) for v in value)
-    return value
-
-
-def collect_init_args(obj: Any, frame: Any) -> dict:
-    """The arguments of the ``__init__`` calls of ``obj`` on the stack above ``frame``.
-
-    The most derived class's ``__init__`` is outermost, so its values win.
-    """
-    collected: dict = {}
-    while frame is not None:
-        code = frame.f_code
-        local_vars = frame.f_locals
-        if code.co_name == "__init__" and local_vars.get("self") is obj:
-            args = inspect.getargvalues(frame)
-            found = {name: local_vars[name] for name in args.args[1:] if name in local_vars}
-            n_kwonly = code.co_kwonlyargcount
-            start = code.co_argcount
-            for name in code.co_varnames[start:start + n_kwonly]:
-                if name in local_vars:
-                    found[name] = local_vars[name]
-            if args.varargs and local_vars.get(args.varargs):
-                found[args.varargs] = local_vars[args.varargs]
-            if args.keywords:
-                found.update(local_vars.get(args.keywords) or {})
-            found.pop("__class__", None)
-            collected.update(found)  # outer (more derived) frames come later and override
-        frame = frame.f_back
-    return collected
-
-
-def save_hyperparameters(obj: Any, args: tuple, ignore: Any, frame: Any) -> None:
-    """Shared by LightningModule and LightningDataModule: fill ``obj._hparams``."""
-    if isinstance(ignore, str):
-        ignore = [ignore]
-    ignore = set(ignore or ())
-    if len(args) == 1 and not isinstance(args[0], str):
-        source = args[0]
-        hp = dict(vars(source)) if not isinstance(source, Mapping) else dict(source)
-    else:
-        init_args = collect_init_args(obj, frame)
-        if args:
-            missing = [a for a in args if a not in init_args]
-            if missing:
-                raise ValueError(
-                    f"save_hyperparameters({', '.join(map(repr, args))}): {missing} are not arguments of "
-                    f"{type(obj).__name__}.__init__, whose arguments are {sorted(init_args)}."
-                )
-            hp = {a: init_args[a] for a in args}
-        else:
-            hp = init_args
-    hp = {k: v for k, v in hp.items() if k not in ignore}
-    for key, value in hp.items():
-        problem = _plain_data_problem(value, key)
-        if problem:
-            raise ValueError(
-                f"save_hyperparameters(): hyperparameter {problem}, which is not plain data "
-                f"(numbers, strings, bools, None, lists, tuples, dicts, tensors). ember stores hyperparameters in "
-                f"checkpoints that load with torch.load(weights_only=True), so it cannot keep this one. "
-                f"Pass save_hyperparameters(ignore=[{key!r}]) and rebuild the object from plain arguments."
-            )
-    obj._hparams = AttributeDict(to_plain(hp))
-    obj._hparams_initial = AttributeDict(to_plain(hp))
 
 
 def rank_zero_warn(message: str, category: type = UserWarning, stacklevel: int = 3) -> None:

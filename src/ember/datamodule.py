@@ -4,7 +4,9 @@ from __future__ import annotations
 import inspect
 from typing import Any, Iterable, Optional, Union
 
-from ember._utils import AttributeDict, save_hyperparameters as _save_hparams
+from ember._hparams import load_from_checkpoint as _load_from_checkpoint, save_hyperparameters as _save_hparams
+from ember._hparams import snapshot as _snapshot
+from ember._utils import AttributeDict
 
 
 class LightningDataModule:
@@ -54,13 +56,36 @@ class LightningDataModule:
 
     def save_hyperparameters(self, *args: Any, ignore: Union[str, Iterable[str], None] = None,
                              frame: Any = None, logger: bool = True) -> None:
+        """Record the ``__init__`` arguments in ``self.hparams`` and in checkpoints, as
+        ``LightningModule.save_hyperparameters`` does (values kept as given)."""
         _save_hparams(self, args, ignore, frame or inspect.currentframe().f_back)
+        self._log_hyperparams = logger
 
     @property
     def hparams(self) -> AttributeDict:
         if not hasattr(self, "_hparams"):
             self._hparams = AttributeDict()
         return self._hparams
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """The hyperparameters as first saved (a copy: changing it changes nothing)."""
+        return _snapshot(getattr(self, "_hparams_initial", {}))
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             weights_only: Optional[bool] = None, import_objects: Optional[bool] = None,
+                             **kwargs: Any) -> "LightningDataModule":
+        """Build the data module from the checkpoint's ``datamodule_hyper_parameters`` and restore its
+        ``state_dict``, with the rules of ``LightningModule.load_from_checkpoint`` (keywords win, then stored
+        values, then defaults; ``import_objects``/``weights_only`` as there)."""
+        datamodule, checkpoint = _load_from_checkpoint(
+            cls, checkpoint_path, map_location, hparams_file, weights_only, import_objects, kwargs,
+            "datamodule_hyper_parameters", "datamodule_hparams_name")
+        state = checkpoint.get(cls.__qualname__)
+        if state:
+            datamodule.load_state_dict(state)
+        return datamodule
 
     @classmethod
     def from_datasets(cls, train_dataset: Any = None, val_dataset: Any = None, test_dataset: Any = None,

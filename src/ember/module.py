@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from ember._utils import AttributeDict, move_data_to_device, save_hyperparameters as _save_hparams
+from ember._hparams import load_from_checkpoint as _load_from_checkpoint, save_hyperparameters as _save_hparams
+from ember._hparams import snapshot as _snapshot
+from ember._utils import AttributeDict, move_data_to_device
 
 if TYPE_CHECKING:
     from ember.trainer.trainer import Trainer
@@ -114,21 +116,28 @@ class LightningModule(nn.Module):
     # --- hyperparameters --------------------------------------------------------------------------
     def save_hyperparameters(self, *args: Any, ignore: Union[str, Iterable[str], None] = None,
                              frame: Any = None, logger: bool = True) -> None:
-        """Record the ``__init__`` arguments in ``self.hparams`` and in every checkpoint.
+        """Record the ``__init__`` arguments in ``self.hparams``, in every checkpoint and in the loggers.
 
-        Hyperparameters must be plain data (numbers, strings, lists, dicts, tensors) so that
-        checkpoints load with ``torch.load(weights_only=True)``; pass objects in ``ignore=``.
+        ``args``: names of ``__init__`` arguments to keep (default: all), or one dict/Namespace to record
+        instead. ``ignore``: names to leave out. ``logger=False``: do not send them to the loggers.
+
+        ``self.hparams`` holds each value as given (``self.hparams.net is net``). A checkpoint stores plain data
+        as it is; a class, function, ``functools.partial``, enum or dataclass as a description (its import path
+        and plain arguments), which ``load_from_checkpoint`` rebuilds only when asked (``import_objects=True``);
+        an ``nn.Module`` not at all (its weights are in the state dict: pass it in ``ignore=``).
         """
         _save_hparams(self, args, ignore, frame or inspect.currentframe().f_back)
         self._log_hyperparams = logger
 
     @property
     def hparams(self) -> AttributeDict:
+        """The saved hyperparameters; you may change them (checkpoints store the current values)."""
         return self._hparams
 
     @property
     def hparams_initial(self) -> AttributeDict:
-        return AttributeDict(self._hparams_initial)
+        """The hyperparameters as first saved (a copy: changing it changes nothing)."""
+        return _snapshot(self._hparams_initial)
 
     # --- logging ----------------------------------------------------------------------------------
     def log(self, name: str, value: Any, prog_bar: bool = False, logger: Optional[bool] = None,
@@ -379,25 +388,26 @@ class LightningModule(nn.Module):
     # --- checkpoints ------------------------------------------------------------------------------------
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
-                             strict: Optional[bool] = None, **kwargs: Any) -> "LightningModule":
-        """Build the model from the hyperparameters saved in the checkpoint (``kwargs`` override them)
-        and load its weights. The file is read with ``torch.load(weights_only=True)``.
+                             strict: Optional[bool] = None, weights_only: Optional[bool] = None,
+                             import_objects: Optional[bool] = None, **kwargs: Any) -> "LightningModule":
+        """Build the model from the checkpoint's hyperparameters and load its weights.
+
+        ``__init__`` gets, for each argument: the keyword given here, else the value stored in the checkpoint
+        (or in ``hparams_file``, a ``hparams.yaml`` that replaces them), else its default; an argument with
+        none of these raises an error naming it. An ``nn.Module`` argument is never stored: pass it,
+        ``Model.load_from_checkpoint(path, net=MyNet())``.
+
+        The file is read with ``torch.load(weights_only=True)`` (also for ``weights_only=None``): no code in it
+        runs. Classes, functions and partials are stored as descriptions and are not imported unless you pass
+        ``import_objects=True``, for a file you trust. ``weights_only=False`` unpickles the file fully, trusting
+        it (as Lightning does), and then also rebuilds descriptions.
+
+        >>> model = MyModel.load_from_checkpoint("last.ckpt", lr=0.01)          # doctest: +SKIP
         """
-        from ember.trainer.checkpoint import load_checkpoint, load_weights
+        from ember.trainer.checkpoint import load_weights
 
-        checkpoint = load_checkpoint(checkpoint_path, map_location=map_location)
-        hparams = dict(checkpoint.get("hyper_parameters") or {})
-        if hparams_file is not None:
-            import yaml
-
-            with open(hparams_file) as f:
-                hparams.update(yaml.safe_load(f) or {})
-        hparams.update(kwargs)
-        signature = inspect.signature(cls.__init__)
-        accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-        if not accepts_any:
-            hparams = {k: v for k, v in hparams.items() if k in signature.parameters}
-        model = cls(**hparams)
+        model, checkpoint = _load_from_checkpoint(cls, checkpoint_path, map_location, hparams_file, weights_only,
+                                                  import_objects, kwargs, "hyper_parameters", "hparams_name")
         load_weights(model, checkpoint, checkpoint_path, strict=True if strict is None else strict)
         if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
             model.to(map_location)

@@ -203,19 +203,10 @@ def _atomic_write(path: str, write: Callable[[TextIO], Any]) -> None:
         raise
 
 
-def _yaml_plain(value: Any) -> Any:
-    """Data ``yaml.safe_dump`` accepts: tensors and arrays become lists or numbers, other objects their str()."""
-    if isinstance(value, argparse.Namespace):
-        value = vars(value)
-    if isinstance(value, Mapping):
-        return {k if isinstance(k, (str, int, float, bool)) else str(k): _yaml_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_yaml_plain(v) for v in value]
-    if value is None:
-        return None
-    for plain in (bool, int, float, str):
-        if isinstance(value, plain):
-            return plain(value)  # subclasses such as IntEnum are not safe for yaml.safe_dump
-    if hasattr(value, "tolist"):  # torch tensors, numpy arrays and numpy scalars
-        return _yaml_plain(value.tolist())
-    return str(value)
+def _yaml_plain(params: Any) -> Any:
+    """Hyperparameters as data ``yaml.safe_dump`` writes and ``yaml.safe_load`` reads: tensors as lists, and an
+    object (a class, a ``functools.partial``, a module...) as a readable description of plain data, e.g.
+    ``{_ember_object_: partial, target: torch.optim.adam.Adam, args: [], kwargs: {lr: 0.001}}``."""
+    from ember._hparams import hparams_for_yaml
+
+    return hparams_for_yaml(params)

@@ -181,11 +181,14 @@ class MLFlowLogger(Logger):
     @rank_zero_only
     def log_hyperparams(self, params: Union[Mapping[str, Any], argparse.Namespace, None] = None,
                         *args: Any, **kwargs: Any) -> None:
-        """Log ``params`` as run params: nested dicts flattened to ``"a/b"`` keys, values as strings.
+        """Log ``params`` as run params: nested dicts flattened to ``"a/b"`` keys, values as strings (a class,
+        function or partial by its import path: ``functools.partial(torch.optim.adam.Adam, lr=0.1)``).
 
         MLflow params cannot change: logging a key again with another value is an error of MLflow's.
         """
-        flat = _flatten(_params_to_dict(params))
+        from ember._hparams import hparams_for_display
+
+        flat = _flatten(hparams_for_display(_params_to_dict(params)))
         if not flat:
             return
         from mlflow.entities import Param

@@ -143,7 +143,10 @@ class TensorBoardLogger(_VersionedLogger):
         if metrics:
             self.log_metrics(metrics, 0)
         if params or metrics:
-            self._write_session_start({k: _tensorboard_hparam(v) for k, v in _flatten(self.hparams).items()})
+            from ember._hparams import hparams_for_display
+
+            flat = _flatten(hparams_for_display(self.hparams))
+            self._write_session_start({k: _tensorboard_hparam(v) for k, v in flat.items()})
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:

@@ -131,9 +131,11 @@ class WandbLogger(Logger):
     @rank_zero_only
     def log_hyperparams(self, params: Union[Mapping[str, Any], argparse.Namespace, None] = None,
                         *args: Any, **kwargs: Any) -> None:
-        """Merge ``params`` into the run's config (nested dicts stay nested)."""
-        params = {k: (v.__name__ if callable(v) and hasattr(v, "__name__") else v)
-                  for k, v in _params_to_dict(params).items()}
+        """Merge ``params`` into the run's config (nested dicts stay nested; a class, function or
+        ``functools.partial`` as its import path, e.g. ``functools.partial(torch.optim.adam.Adam, lr=0.1)``)."""
+        from ember._hparams import hparams_for_display
+
+        params = hparams_for_display(_params_to_dict(params))
         self.experiment.config.update(params, allow_val_change=True)
 
     @rank_zero_only

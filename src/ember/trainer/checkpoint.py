@@ -139,9 +139,11 @@ def load_weights(module: Any, checkpoint: dict, path: Any, strict: bool = True, 
 
 
 def _plain_hparams(hparams: Any) -> dict:
-    from ember._utils import to_plain
+    """Hyperparameters as data ``torch.load(weights_only=True)`` reads: plain values as they are, a class, function
+    or partial as a description of plain data, an ``nn.Module`` left out (see ``ember/_hparams.py``)."""
+    from ember._hparams import hparams_for_checkpoint
 
-    return to_plain(dict(hparams))
+    return hparams_for_checkpoint(hparams)
 
 
 def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
@@ -172,12 +174,12 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
         if precision_state:
             checkpoint["MixedPrecision"] = precision_state
     if module.hparams:
-        checkpoint["hparams_name"] = "kwargs"
+        checkpoint["hparams_name"] = getattr(module, "_hparams_name", None) or "kwargs"
         checkpoint["hyper_parameters"] = _plain_hparams(module.hparams)
     datamodule = trainer.datamodule
     if datamodule is not None:
         if datamodule.hparams:
-            checkpoint["datamodule_hparams_name"] = "kwargs"
+            checkpoint["datamodule_hparams_name"] = getattr(datamodule, "_hparams_name", None) or "kwargs"
             checkpoint["datamodule_hyper_parameters"] = _plain_hparams(datamodule.hparams)
         if not weights_only:
             state = datamodule.state_dict()

@@ -1,0 +1,492 @@
+"""Hyperparameters: what ``save_hyperparameters`` records, how a checkpoint or ``hparams.yaml`` stores it, and how
+``load_from_checkpoint`` turns it back into ``__init__`` arguments.
+
+In memory ``self.hparams`` holds every value exactly as given (an ``nn.Module``, a class, a ``functools.partial``).
+A checkpoint must load with ``torch.load(weights_only=True)``, so it stores plain data as it is and, for the rest,
+a *description*: a dict of plain data marked with the key ``"_ember_object_"``::
+
+    {"_ember_object_": "partial", "target": "torch.optim.adam.Adam", "args": [], "kwargs": {"lr": 0.001}}
+    {"_ember_object_": "class", "target": "mypackage.models.Encoder"}
+    {"_ember_object_": "function", "target": "torch.nn.functional.gelu"}
+    {"_ember_object_": "enum", "target": "mypackage.Mode", "name": "FAST"}
+    {"_ember_object_": "instance", "target": "mypackage.Config", "args": [], "kwargs": {"depth": 2}}  # a dataclass
+    {"_ember_object_": "nn.Module", "type": "mypackage.Net"}          # hparams.yaml only: a checkpoint leaves it out
+    {"_ember_object_": "object", "type": "builtins.function", "repr": "<function <lambda> at 0x...>"}
+
+Loading turns descriptions back into objects only when the caller asks (``import_objects=True``): a
+checkpoint never makes ember import or call what it names. ``argparse.Namespace`` and ``pathlib`` paths are
+plain values of known types and are always rebuilt.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import functools
+import importlib
+import inspect
+import pathlib
+import reprlib
+import sys
+from collections.abc import Mapping, MutableSequence
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from ember._utils import AttributeDict, rank_zero_warn
+
+OBJECT_KEY = "_ember_object_"
+
+# Types ember rebuilds from a description without importing anything the file names: plain data holders.
+_SAFE_TYPES: dict[str, type] = {
+    "argparse.Namespace": argparse.Namespace,
+    "pathlib.Path": pathlib.Path,
+    "pathlib.PurePath": pathlib.PurePath,
+    "pathlib.PurePosixPath": pathlib.PurePosixPath,
+    "pathlib.PureWindowsPath": pathlib.PureWindowsPath,
+}
+_SCALARS = (bool, int, float, complex, str, bytes)
+_repr = reprlib.Repr()
+_repr.maxother = _repr.maxstring = 200
+
+
+# --- recording ------------------------------------------------------------------------------------------
+def collect_init_args(obj: Any, frame: Any) -> dict:
+    """The arguments of the ``__init__`` calls of ``obj`` on the stack from ``frame`` up.
+
+    The most derived class's ``__init__`` is outermost, so its values win.
+    """
+    collected: dict = {}
+    while frame is not None:
+        code = frame.f_code
+        local_vars = frame.f_locals
+        if code.co_name == "__init__" and local_vars.get("self") is obj:
+            args = inspect.getargvalues(frame)
+            found = {name: local_vars[name] for name in args.args[1:] if name in local_vars}
+            start = code.co_argcount
+            for name in code.co_varnames[start:start + code.co_kwonlyargcount]:
+                if name in local_vars:
+                    found[name] = local_vars[name]
+            if args.varargs and local_vars.get(args.varargs):
+                found[args.varargs] = local_vars[args.varargs]
+            if args.keywords:
+                found.update(local_vars.get(args.keywords) or {})
+            found.pop("__class__", None)
+            collected.update(found)  # outer (more derived) frames come later and override
+        frame = frame.f_back
+    return collected
+
+
+def save_hyperparameters(obj: Any, args: tuple, ignore: Any, frame: Any) -> None:
+    """Shared by LightningModule, LightningDataModule and HyperparametersMixin: fill ``obj._hparams``.
+
+    Values are kept as given (the same objects). A second call adds to what the first recorded, and names in
+    ``ignore`` are removed, so a subclass can drop what its base class saved.
+    """
+    if len(args) == 1 and not isinstance(args[0], str) and not args[0]:
+        return  # an empty dict or Namespace: nothing to record
+    if isinstance(ignore, str):
+        ignore = [ignore]
+    ignore = {name for name in (ignore or ()) if isinstance(name, str)}
+    init_args = collect_init_args(obj, frame)
+    objects = [a for a in args if not isinstance(a, str)]
+    name: Optional[str] = "kwargs"
+    if len(objects) == 1:  # save_hyperparameters(config): a dict, Namespace or OmegaConf container
+        source = objects[0]
+        hp = dict(vars(source)) if isinstance(source, argparse.Namespace) else dict(source)
+        # When the config is one __init__ argument, load_from_checkpoint passes it back under that name.
+        name = next((k for k, v in init_args.items() if v is source), None)
+    elif args:
+        missing = [a for a in args if isinstance(a, str) and a not in init_args]
+        if missing:
+            raise ValueError(
+                f"save_hyperparameters({', '.join(map(repr, args))}): {missing} are not arguments of "
+                f"{type(obj).__name__}.__init__, whose arguments are {sorted(init_args)}. Name arguments of "
+                "__init__, or pass a dict."
+            )
+        hp = {a: init_args[a] for a in args if isinstance(a, str)}
+    else:
+        hp = init_args
+    hparams = getattr(obj, "_hparams", None)
+    if not isinstance(hparams, AttributeDict):
+        hparams = obj._hparams = AttributeDict()
+    hparams.update((k, v) for k, v in hp.items() if k not in ignore)
+    for key in ignore:
+        hparams.pop(key, None)
+    obj._hparams_name = name if hparams else None
+    for key, value in hparams.items():
+        if isinstance(value, nn.Module):  # Lightning's message, word for word: programs filter on it
+            rank_zero_warn(
+                f"Attribute {key!r} is an instance of `nn.Module` and is already saved during checkpointing. "
+                f"It is recommended to ignore them using `self.save_hyperparameters(ignore=[{key!r}])`.",
+                stacklevel=4,
+            )
+    obj._hparams_initial = snapshot(hparams)
+
+
+def snapshot(hparams: Mapping) -> AttributeDict:
+    """A copy for ``hparams_initial``: containers are copied, so later edits of ``hparams`` do not show; every
+    other value is the same object (a module or a data set is not duplicated)."""
+    def copy(value: Any) -> Any:
+        if type(value) in (dict, AttributeDict):
+            return type(value)((k, copy(v)) for k, v in value.items())
+        if type(value) in (list, tuple, set):
+            return type(value)(copy(v) for v in value)
+        return value
+
+    return AttributeDict(copy(dict(hparams)))
+
+
+# --- storing: checkpoints, hparams.yaml, loggers -----------------------------------------------------------
+def import_path(obj: Any) -> Optional[str]:
+    """``"module.qualname"`` when that path leads back to ``obj`` among the modules already imported, else None
+    (a lambda, a function defined inside another, a bound method)."""
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str) or module not in sys.modules:
+        return None
+    for name in (getattr(obj, "__qualname__", None), getattr(obj, "__name__", None)):
+        if not isinstance(name, str) or "<" in name:
+            continue
+        target: Any = sys.modules[module]
+        for part in name.split("."):
+            target = getattr(target, part, None)
+        if target is obj:
+            return f"{module}.{name}"
+    return None
+
+
+def _type_path(value: Any) -> str:
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _object(value: Any) -> dict:
+    """The description of something ember cannot rebuild: its type and a short repr."""
+    return {OBJECT_KEY: "object", "type": _type_path(value), "repr": _repr.repr(value)}
+
+
+def describe(value: Any, for_yaml: bool = False) -> Any:
+    """``value`` as plain data: itself when ``torch.load(weights_only=True)`` reads it, else a description.
+
+    ``for_yaml``: what ``yaml.safe_dump`` writes instead: tensors as lists, dtypes and devices as text, tuples
+    and sets as lists, every key as a scalar.
+    """
+    if value is None or type(value) in _SCALARS:
+        return value
+    if isinstance(value, enum.Enum):
+        path = import_path(type(value))
+        return {OBJECT_KEY: "enum", "target": path, "name": value.name} if path else _object(value)
+    if isinstance(value, _SCALARS):  # a subclass of int, str... (numpy.float64): its plain value
+        return next(t for t in _SCALARS if isinstance(value, t))(value)
+    if isinstance(value, torch.Tensor):
+        return value.tolist() if for_yaml else value
+    if isinstance(value, (torch.dtype, torch.device)):
+        return str(value) if for_yaml else value
+    if isinstance(value, nn.Module):
+        return {OBJECT_KEY: "nn.Module", "type": _type_path(value)}
+    if isinstance(value, Mapping):
+        return {_key(k, for_yaml): describe(v, for_yaml) for k, v in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+        return _instance(value, type(value), [], value._asdict(), for_yaml)
+    if isinstance(value, torch.Size):
+        return list(value) if for_yaml else value
+    if isinstance(value, (list, tuple, MutableSequence)):  # MutableSequence: an OmegaConf ListConfig
+        items = [describe(v, for_yaml) for v in value]
+        return tuple(items) if isinstance(value, tuple) and not for_yaml else items
+    if isinstance(value, (set, frozenset)):
+        items = [describe(v, for_yaml) for v in value]
+        if for_yaml or any(isinstance(v, (dict, list)) for v in items):
+            return items
+        return set(items)
+    if isinstance(value, argparse.Namespace):
+        return _instance(value, argparse.Namespace, [], vars(value), for_yaml, path="argparse.Namespace")
+    if isinstance(value, pathlib.PurePath):
+        return _instance(value, type(value), [str(value)], {}, for_yaml, path=_safe_path_type(value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
+        return _instance(value, type(value), [], fields, for_yaml)
+    if isinstance(value, functools.partial):
+        path = import_path(value.func)
+        if path is None:
+            return _object(value)
+        return _call(OBJECT_KEY, "partial", path, value.args, value.keywords, for_yaml)
+    if inspect.isclass(value) or inspect.isroutine(value):
+        path = import_path(value)
+        if path is None:
+            return _object(value)
+        return {OBJECT_KEY: "class" if inspect.isclass(value) else "function", "target": path}
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return _object(value)
+
+
+def _key(key: Any, for_yaml: bool) -> Any:
+    if for_yaml and not isinstance(key, (str, int, float, bool)):
+        return str(key)
+    return key
+
+
+def _safe_path_type(value: pathlib.PurePath) -> str:
+    if isinstance(value, pathlib.Path):
+        return "pathlib.Path"  # not PosixPath: the file may be read on another system
+    return f"pathlib.{type(value).__name__}"
+
+
+def _instance(value: Any, cls: type, args: list, kwargs: Mapping, for_yaml: bool,
+              path: Optional[str] = None) -> Any:
+    path = path or import_path(cls)
+    if path is None:
+        return _object(value)
+    return _call(OBJECT_KEY, "instance", path, args, kwargs, for_yaml)
+
+
+def _call(key: str, kind: str, target: str, args: Any, kwargs: Mapping, for_yaml: bool) -> dict:
+    """A description of ``target(*args, **kwargs)``; empty ``args``/``kwargs`` are left out (easier to read)."""
+    desc: dict = {key: kind, "target": target}
+    if args:
+        desc["args"] = [describe(a, for_yaml) for a in args]
+    if kwargs:
+        desc["kwargs"] = {k: describe(v, for_yaml) for k, v in kwargs.items()}
+    return desc
+
+
+def hparams_for_checkpoint(hparams: Mapping) -> dict:
+    """What a checkpoint stores under ``hyper_parameters``: every value as plain data (see ``describe``), except
+    an ``nn.Module`` given directly as an argument, which is left out (its weights are in the state dict)."""
+    return {k: describe(v) for k, v in hparams.items() if not isinstance(v, nn.Module)}
+
+
+def hparams_for_yaml(hparams: Any) -> dict:
+    """What ``hparams.yaml`` holds: ``describe(..., for_yaml=True)`` of every value, for ``yaml.safe_dump``."""
+    if isinstance(hparams, argparse.Namespace):
+        hparams = vars(hparams)
+    return {_key(k, True): describe(v, for_yaml=True) for k, v in hparams.items()}
+
+
+def hparams_for_display(params: Any) -> Any:
+    """For loggers that show one value per name (TensorBoard, MLflow, W&B): dicts, Namespaces and dataclasses
+    as nested dicts (the logger flattens them), plain values as they are, any other object as one line of text:
+    ``"torch.optim.adam.Adam"``, ``"functools.partial(torch.optim.adam.Adam, lr=0.001)"``, ``"Mode.FAST"``."""
+    if isinstance(params, argparse.Namespace):
+        params = vars(params)
+    elif dataclasses.is_dataclass(params) and not isinstance(params, type):
+        params = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+    if isinstance(params, Mapping):
+        return {k: hparams_for_display(v) for k, v in params.items()}
+    if params is None or type(params) in _SCALARS or isinstance(params, torch.Tensor):
+        return params
+    if isinstance(params, (list, tuple)) and not hasattr(params, "_fields"):
+        return [hparams_for_display(v) for v in params]
+    if isinstance(params, enum.Enum):
+        return str(params)
+    if isinstance(params, pathlib.PurePath):
+        return str(params)
+    return description_text(describe(params))
+
+
+def description_text(desc: Any) -> Any:
+    """A description (see ``describe``) as one line of text; plain data is returned as it is."""
+    if isinstance(desc, list):
+        return [description_text(v) for v in desc]
+    if not isinstance(desc, dict):
+        return desc
+    kind = desc.get(OBJECT_KEY)
+    if kind is None:
+        return {k: description_text(v) for k, v in desc.items()}
+    if kind in ("class", "function"):
+        return desc["target"]
+    if kind == "enum":
+        return f"{desc['target'].rsplit('.', 1)[-1]}.{desc['name']}"
+    if kind in ("partial", "instance"):
+        parts = [_text_arg(a) for a in desc.get("args", [])]
+        parts += [f"{k}={_text_arg(v)}" for k, v in desc.get("kwargs", {}).items()]
+        if kind == "partial":
+            return f"functools.partial({', '.join([desc['target']] + parts)})"
+        return f"{desc['target']}({', '.join(parts)})"
+    if kind == "nn.Module":
+        return desc["type"]
+    return desc.get("repr", str(desc))
+
+
+def _text_arg(value: Any) -> str:
+    text = description_text(value)
+    return text if isinstance(value, dict) and OBJECT_KEY in value else repr(text)
+
+
+# --- loading ---------------------------------------------------------------------------------------------
+class NotRebuilt(Exception):
+    """A stored value that stays a description: ``text`` says what it was."""
+
+    def __init__(self, text: str, can_import: bool) -> None:
+        super().__init__(text)
+        self.text = text
+        self.can_import = can_import  # whether import_objects=True would rebuild it
+
+
+def rebuild(value: Any, import_objects: bool) -> Any:
+    """A stored value as the object it describes. Without ``import_objects`` nothing named in the file is
+    imported or called, and a description other than a Namespace or a path raises ``NotRebuilt``."""
+    if isinstance(value, list):
+        return [rebuild(v, import_objects) for v in value]
+    if isinstance(value, tuple):
+        return tuple(rebuild(v, import_objects) for v in value)
+    if not isinstance(value, dict):
+        return value
+    kind = value.get(OBJECT_KEY)
+    if kind is None:
+        return {k: rebuild(v, import_objects) for k, v in value.items()}
+    if kind in ("nn.Module", "object"):
+        raise NotRebuilt(f"{description_text(value)} (a {kind} is not stored in a checkpoint)", can_import=False)
+    target = value.get("target")
+    if kind == "instance" and target in _SAFE_TYPES:
+        return _SAFE_TYPES[target](*rebuild(value.get("args", []), import_objects),
+                                   **rebuild(value.get("kwargs", {}), import_objects))
+    if not import_objects:
+        raise NotRebuilt(str(description_text(value)), can_import=kind in ("class", "function", "partial", "enum",
+                                                                            "instance"))
+    if not isinstance(target, str):
+        raise ValueError(f"A stored hyperparameter has {OBJECT_KEY}={kind!r} with target {target!r}, which is "
+                         "not an import path: the file was not written by ember.")
+    found = _import(target)
+    if kind in ("class", "function"):
+        return found
+    args = rebuild(value.get("args", []), import_objects)
+    kwargs = rebuild(value.get("kwargs", {}), import_objects)
+    if kind == "partial":
+        return functools.partial(found, *args, **kwargs)
+    if kind == "instance":
+        return found(*args, **kwargs)
+    if kind == "enum":
+        return found[value["name"]]
+    raise ValueError(f"A stored hyperparameter has {OBJECT_KEY}={kind!r}, which this version of ember does not "
+                     "know: upgrade ember, or pass the value as a keyword argument.")
+
+
+def _import(path: str) -> Any:
+    """The object at ``"package.module.Name"``: the longest importable module prefix, then attributes."""
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
+        try:
+            found = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and module_name.startswith(e.name):
+                continue  # this prefix is not a module: try a shorter one
+            raise
+        for attr in parts[split:]:
+            if not hasattr(found, attr):
+                raise ImportError(f"Cannot rebuild hyperparameter object {path!r}: module {module_name!r} has no "
+                                  f"{'.'.join(parts[split:])!r}. Pass the value as a keyword argument instead.")
+            found = getattr(found, attr)
+        return found
+    raise ImportError(f"Cannot rebuild hyperparameter object {path!r}: no module of that path can be imported. "
+                      "Install or import its package, or pass the value as a keyword argument instead.")
+
+
+def init_kwargs(cls: type, stored: Mapping, stored_name: Optional[str], given: dict, import_objects: bool) -> dict:
+    """The keyword arguments that rebuild ``cls`` from a checkpoint's hyperparameters.
+
+    Keyword arguments the caller gives win; a stored value is used when it can be rebuilt; otherwise the
+    ``__init__`` default applies (with a warning when the file described a value that was not rebuilt), and an
+    argument with neither raises an error that names it.
+    """
+    signature = inspect.signature(cls.__init__)
+    params = [p for p in list(signature.parameters.values())[1:]
+              if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    names = {p.name for p in params}
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    stored = dict(stored)
+    if stored_name and stored_name != "kwargs" and stored_name in names:
+        stored = {stored_name: AttributeDict(stored)}  # save_hyperparameters(config): the config is one argument
+    values: dict = {}
+    not_rebuilt: dict = {}
+    for key, value in stored.items():
+        if key in given or not (accepts_any or key in names):
+            continue
+        try:
+            values[key] = rebuild(value, import_objects)
+        except NotRebuilt as e:
+            not_rebuilt[key] = e
+    values.update(given)
+    missing = [p.name for p in params if p.name not in values and p.default is p.empty]
+    if missing:
+        raise TypeError(_missing_message(cls, missing, not_rebuilt))
+    defaulted = sorted(k for k in not_rebuilt if k in names)
+    if defaulted:
+        rank_zero_warn(
+            f"{cls.__name__}.load_from_checkpoint: the checkpoint stores {', '.join(map(repr, defaulted))} only as "
+            f"a description ({'; '.join(f'{k}: {not_rebuilt[k].text}' for k in defaulted)}), so the default of "
+            f"{cls.__name__}.__init__ is used. Pass the value as a keyword argument"
+            + (", or `import_objects=True` to rebuild it from a file you trust." if any(
+                not_rebuilt[k].can_import for k in defaulted) else "."),
+            stacklevel=5,  # the caller of Model.load_from_checkpoint
+        )
+    return values
+
+
+def _missing_message(cls: type, missing: list, not_rebuilt: dict) -> str:
+    name = cls.__name__
+    lines = [f"{name}.load_from_checkpoint cannot build {name}: __init__ needs "
+             f"{', '.join(map(repr, missing))}, which has no default and no value in the checkpoint."]
+    for key in missing:
+        if key in not_rebuilt:
+            reason = not_rebuilt[key]
+            how = (" ember does not import or call what a checkpoint names unless you pass `import_objects=True`"
+                   " (only for a file you trust)." if reason.can_import else "")
+            lines.append(f"The checkpoint describes {key!r} as {reason.text}.{how}")
+    if not any(k in not_rebuilt for k in missing):
+        lines.append("(An nn.Module given to __init__ is never stored in a checkpoint: its weights are in the "
+                     "state dict; an argument left out by `save_hyperparameters(ignore=...)` is not stored either.)")
+    example = ", ".join(f"{k}=..." for k in missing)
+    lines.append(f"Pass it as a keyword argument: `{name}.load_from_checkpoint(path, {example})`.")
+    return " ".join(lines)
+
+
+def read_hparams_file(path: Any) -> dict:
+    """The hyperparameters in a ``hparams.yaml`` (read with ``yaml.safe_load``: plain data only)."""
+    import yaml
+
+    with open(path) as f:
+        loaded = yaml.safe_load(f)
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"hparams_file={str(path)!r} holds a {type(loaded).__name__}, not a mapping of "
+                         "hyperparameter names to values (as the hparams.yaml a logger writes).")
+    return loaded
+
+
+def load_from_checkpoint(cls: type, checkpoint_path: Any, map_location: Any, hparams_file: Any,
+                         weights_only: Optional[bool], import_objects: Optional[bool], kwargs: dict,
+                         hparams_key: str, hparams_name_key: str) -> tuple[Any, dict]:
+    """Read the checkpoint and build ``cls`` from its hyperparameters; returns the object and the checkpoint.
+
+    ``weights_only`` None or True: ``torch.load(weights_only=True)``. False: the caller trusts the file and it
+    is unpickled fully (and descriptions are rebuilt unless ``import_objects=False``).
+    """
+    from ember.trainer.checkpoint import load_checkpoint
+
+    if weights_only is False:
+        checkpoint = _load_trusted(checkpoint_path, map_location)
+        import_objects = True if import_objects is None else import_objects
+    else:
+        checkpoint = load_checkpoint(checkpoint_path, map_location=map_location)
+    stored = checkpoint.get(hparams_key) or {}
+    if hparams_file is not None:
+        stored = read_hparams_file(hparams_file)  # replaces the checkpoint's, as in Lightning
+    values = init_kwargs(cls, stored, checkpoint.get(hparams_name_key), kwargs, bool(import_objects))
+    return cls(**values), checkpoint
+
+
+def _load_trusted(path: Any, map_location: Any) -> dict:
+    """``torch.load(weights_only=False)``: the caller asked for it and trusts the file."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint file not found: {path}")
+    if map_location is None and not torch.cuda.is_available():
+        map_location = "cpu"
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(checkpoint, dict):
+        raise TypeError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict.")
+    return checkpoint
