@@ -1,9 +1,9 @@
-"""CIFAR-10 (32x32 colour images, 10 classes) through torchvision, read from a local folder (no download).
+"""CIFAR-10 (32x32 colour images, 10 classes) through torchvision, read from a local folder.
 
-Shows a small CNN in the style of the articles' CIFAR-10 classifier (conv 5x5 layers, SGD with
-momentum), a LightningDataModule over ``torchvision.datasets.CIFAR10(root, download=False)`` with
-flip-and-crop augmentation for training, and a clear message when the data folder is missing:
-nothing is downloaded. Run: ``python examples/cifar10.py --data-dir ./data [--fast]``.
+Shows a small CNN in the style of the articles' CIFAR-10 classifier (conv 5x5 layers, SGD with momentum),
+a LightningDataModule over ``torchvision.datasets.CIFAR10(root)`` with flip-and-crop augmentation for
+training, and a clear message when the data folder is missing: nothing is fetched unless ``--download``
+says so. Run: ``python examples/cifar10.py --data-dir ./data [--download] [--fast]``.
 """
 import argparse
 import os
@@ -41,11 +41,16 @@ def check_data_dir(data_dir: str) -> None:
 
 
 class CIFAR10DataModule(pl.LightningDataModule):
-    def __init__(self, data_dir: str = "./data", batch_size: int = 128, val_size: int = 5000):
+    def __init__(self, data_dir: str = "./data", batch_size: int = 128, val_size: int = 5000, download: bool = False):
         super().__init__()
         self.save_hyperparameters()
 
-    def prepare_data(self):
+    def prepare_data(self):  # runs once per machine, before setup: where Lightning programs download
+        if self.hparams.download:
+            from torchvision import datasets
+
+            datasets.CIFAR10(self.hparams.data_dir, train=True, download=True)
+            datasets.CIFAR10(self.hparams.data_dir, train=False, download=True)
         check_data_dir(self.hparams.data_dir)
 
     def setup(self, stage):
@@ -116,14 +121,16 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--root-dir", default="lightning_logs_examples/cifar10")
+    parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 into --data-dir first (needs internet)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fast", action="store_true", help="one batch of training, validation and test")
     args = parser.parse_args(argv)
     import_torchvision()
-    check_data_dir(args.data_dir)  # fail before building anything
+    if not args.download:
+        check_data_dir(args.data_dir)  # fail before building anything
 
     pl.seed_everything(args.seed)
-    data = CIFAR10DataModule(args.data_dir, args.batch_size)
+    data = CIFAR10DataModule(args.data_dir, args.batch_size, download=args.download)
     model = CIFAR10CNN()
     limit = 1 if args.fast else None
     trainer = pl.Trainer(max_epochs=1 if args.fast else args.max_epochs, default_root_dir=args.root_dir,

@@ -1,9 +1,9 @@
-"""MNIST handwritten digits through torchvision, read from a local folder (no download).
+"""MNIST handwritten digits through torchvision, read from a local folder.
 
 Shows the articles' MNIST classifier (784 -> 256 -> 10, Adam) as a LightningModule with a
-LightningDataModule around ``torchvision.datasets.MNIST(root, download=False)``. Many training
-machines have no internet, so nothing is fetched: put the four raw files in ``--data-dir`` first
-(the error message lists them). Run: ``python examples/mnist.py --data-dir ./data [--fast]``.
+LightningDataModule around ``torchvision.datasets.MNIST(root)``. Many training machines have no
+internet, so nothing is fetched unless ``--download`` says so: put the four raw files in ``--data-dir``
+(the error message lists them). Run: ``python examples/mnist.py --data-dir ./data [--download] [--fast]``.
 """
 import argparse
 import os
@@ -40,12 +40,17 @@ def check_data_dir(data_dir: str) -> None:
 
 
 class MNISTDataModule(pl.LightningDataModule):
-    def __init__(self, data_dir: str = "./data", batch_size: int = 128, val_size: int = 5000):
+    def __init__(self, data_dir: str = "./data", batch_size: int = 128, val_size: int = 5000, download: bool = False):
         super().__init__()
         self.save_hyperparameters()
 
-    def prepare_data(self):
-        check_data_dir(self.hparams.data_dir)  # where Lightning programs download; ember examples only check
+    def prepare_data(self):  # runs once per machine, before setup: where Lightning programs download
+        if self.hparams.download:
+            from torchvision import datasets
+
+            datasets.MNIST(self.hparams.data_dir, train=True, download=True)
+            datasets.MNIST(self.hparams.data_dir, train=False, download=True)
+        check_data_dir(self.hparams.data_dir)
 
     def setup(self, stage):
         from torchvision import datasets, transforms
@@ -106,14 +111,16 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--root-dir", default="lightning_logs_examples/mnist")
+    parser.add_argument("--download", action="store_true", help="fetch MNIST into --data-dir first (needs internet)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fast", action="store_true", help="one batch of training, validation and test")
     args = parser.parse_args(argv)
     import_torchvision()
-    check_data_dir(args.data_dir)  # fail before building anything
+    if not args.download:
+        check_data_dir(args.data_dir)  # fail before building anything
 
     pl.seed_everything(args.seed)
-    data = MNISTDataModule(args.data_dir, args.batch_size)
+    data = MNISTDataModule(args.data_dir, args.batch_size, download=args.download)
     model = MNISTClassifier()
     limit = 1 if args.fast else None
     trainer = pl.Trainer(max_epochs=1 if args.fast else args.max_epochs, default_root_dir=args.root_dir,

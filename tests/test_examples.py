@@ -1,11 +1,13 @@
 """Every script in examples/ runs as a user would run it (a subprocess), on its fastest settings.
 
 The runs start together in one fixture so the module takes about as long as the slowest one.
-MNIST and CIFAR-10 need torchvision: without it they must stop with the install hint; with it,
-they run one batch over a few fake images written in the exact on-disk format torchvision reads.
+MNIST and CIFAR-10 need torchvision (in the [dev] extra): they run one batch over a few fake images
+written in the exact on-disk format torchvision reads, through torchvision's own dataset classes and
+checks; without torchvision they must stop with the install hint.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import pickle
@@ -109,10 +111,20 @@ def _load_example(name: str):
     return module
 
 
-@pytest.mark.skipif(HAS_TORCHVISION, reason="torchvision is installed")
+def _run_patched(name: str, preamble: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run an example as its own program (``__main__``) after a few lines of setup in the same process."""
+    runner = cwd / f"run_{name}.py"
+    script = str(EXAMPLES / f"{name}.py")
+    runner.write_text(f"import runpy, sys\n{preamble}\nsys.argv = [{script!r}] + sys.argv[1:]\n"
+                      f"runpy.run_path({script!r}, run_name='__main__')\n")
+    return subprocess.run([sys.executable, str(runner), *args], cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=TIMEOUT)
+
+
 @pytest.mark.parametrize("name", ["mnist", "cifar10"])
 def test_without_torchvision_the_example_says_how_to_install_it(name, tmp_path):
-    done = _run(name, "--fast", "--data-dir", str(tmp_path), cwd=tmp_path)
+    # None in sys.modules makes `import torchvision` fail as if it were not installed
+    done = _run_patched(name, "sys.modules['torchvision'] = None", "--fast", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert done.returncode != 0
     assert "pip install torchvision matching your torch" in done.stderr
     assert "Traceback" not in done.stderr
@@ -147,7 +159,8 @@ def _fake_mnist(root: Path, n: int = 16) -> None:
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", 0x08, (n,), bytes(i % 10 for i in range(n)))
 
 
-def _fake_cifar10(root: Path, n: int = 8) -> None:
+def _fake_cifar10(root: Path, n: int = 8) -> dict:
+    """The python-pickle batches of cifar-10-batches-py; returns each file's md5 (torchvision checks them)."""
     import numpy as np
 
     # each file is a pickled dict: "data" is N x 3072 uint8 (R, G, B planes of 32x32), "labels" a list of ints
@@ -161,31 +174,95 @@ def _fake_cifar10(root: Path, n: int = 8) -> None:
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                                      "truck"]}, f)
+    return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in folder.iterdir()}
+
+
+def _expect_checksums(md5: dict) -> str:
+    """Lines that make torchvision.datasets.CIFAR10 expect these files' md5s instead of the real release's.
+
+    With download=False, CIFAR10 checks every batch file and batches.meta against md5s written in the class
+    (``train_list``, ``test_list``, ``meta``); a fake folder cannot match the release's, so the test states
+    its own, and torchvision's check still runs on every file."""
+    return ("from torchvision.datasets import CIFAR10\n"
+            f"md5 = {md5!r}\n"
+            "CIFAR10.train_list = [[name, md5[name]] for name, _ in CIFAR10.train_list]\n"
+            "CIFAR10.test_list = [[name, md5[name]] for name, _ in CIFAR10.test_list]\n"
+            "CIFAR10.meta = dict(CIFAR10.meta, md5=md5[CIFAR10.meta['filename']])")
+
+
+def _checkpoint_steps(root: Path) -> list:
+    return sorted(int(re.search(r"step=(\d+)", p.name).group(1)) for p in root.rglob("*.ckpt"))
 
 
 @pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchvision")
-def test_mnist_runs_one_batch_on_a_fake_folder(tmp_path):
-    _fake_mnist(tmp_path / "data")
-    done = _run("mnist", "--fast", "--data-dir", str(tmp_path / "data"), "--root-dir", str(tmp_path / "logs"),
-                "--batch-size", "4", cwd=tmp_path)
+def test_mnist_trains_an_epoch_on_a_fake_folder(tmp_path):
+    _fake_mnist(tmp_path / "data")  # 16 images: 3 for validation, 13 to train on in batches of 4
+    done = _run("mnist", "--max-epochs", "1", "--batch-size", "4", "--data-dir", str(tmp_path / "data"),
+                "--root-dir", str(tmp_path / "logs"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.match(r"^test_acc=[\d.]+ test_loss=[\d.]+$", done.stdout.strip().splitlines()[-1])
+    assert _checkpoint_steps(tmp_path / "logs") == [4]
 
 
 @pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchvision")
-def test_cifar10_runs_one_batch_on_a_fake_folder(tmp_path):
-    _fake_cifar10(tmp_path / "data")
-    # torchvision checks each file's md5 against the real release; a fake folder cannot pass that, so this
-    # run alone skips the checksum and keeps everything else (the pickle format, the transforms, the loop).
-    runner = tmp_path / "run_cifar10.py"
-    runner.write_text(
-        "import runpy, sys\n"
-        "import torchvision.datasets as d\n"
-        "d.CIFAR10._check_integrity = lambda self: True\n"
-        f"sys.argv = [{str(EXAMPLES / 'cifar10.py')!r}] + sys.argv[1:]\n"
-        f"runpy.run_path({str(EXAMPLES / 'cifar10.py')!r}, run_name='__main__')\n")
-    done = subprocess.run([sys.executable, str(runner), "--fast", "--data-dir", str(tmp_path / "data"), "--root-dir",
-                           str(tmp_path / "logs"), "--batch-size", "4"], cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=TIMEOUT)
+def test_cifar10_trains_an_epoch_on_a_fake_folder(tmp_path):
+    md5 = _fake_cifar10(tmp_path / "data")  # 5 x 8 images: 8 for validation, 32 to train on in batches of 4
+    done = _run_patched("cifar10", _expect_checksums(md5), "--max-epochs", "1", "--batch-size", "4", "--data-dir",
+                        str(tmp_path / "data"), "--root-dir", str(tmp_path / "logs"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.match(r"^test_acc=[\d.]+ test_loss=[\d.]+$", done.stdout.strip().splitlines()[-1])
+    assert _checkpoint_steps(tmp_path / "logs") == [8]
+
+
+def _expect_checksums_here(monkeypatch, md5: dict) -> None:
+    """_expect_checksums, in this process."""
+    from torchvision.datasets import CIFAR10
+
+    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5[n]] for n, _ in CIFAR10.train_list])
+    monkeypatch.setattr(CIFAR10, "test_list", [[n, md5[n]] for n, _ in CIFAR10.test_list])
+    monkeypatch.setattr(CIFAR10, "meta", dict(CIFAR10.meta, md5=md5[CIFAR10.meta["filename"]]))
+
+
+@pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchvision")
+def test_cifar10_checksums_are_still_checked(tmp_path, monkeypatch):
+    md5 = _fake_cifar10(tmp_path)
+    _expect_checksums_here(monkeypatch, md5)
+    data = _load_example("cifar10").CIFAR10DataModule(str(tmp_path))
+    data.setup("fit")
+    assert len(data.train_set) + len(data.val_set) == 40
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_3", "ab") as f:
+        f.write(b"\0")  # the md5 no longer matches: torchvision's own check must refuse the folder
+    with pytest.raises(RuntimeError, match="not found or corrupted"):
+        _load_example("cifar10").CIFAR10DataModule(str(tmp_path)).setup("fit")
+
+
+@pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchvision")
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_download_flag_reaches_torchvision(name, tmp_path, monkeypatch, capsys):
+    """``--download`` asks torchvision to fetch the data (download=True); on a folder that is already complete
+    torchvision fetches nothing, so this runs offline. Without the flag nothing asks for a download."""
+    module = _load_example(name)
+    datasets = pytest.importorskip("torchvision.datasets")
+    cls = datasets.MNIST if name == "mnist" else datasets.CIFAR10
+    if name == "mnist":
+        _fake_mnist(tmp_path)
+    else:
+        _expect_checksums_here(monkeypatch, _fake_cifar10(tmp_path))
+    asked = []
+    real_download = cls.download
+
+    def download(self):
+        asked.append(self.train)
+        real_download(self)  # torchvision's own: returns without fetching, as the files are there and intact
+
+    monkeypatch.setattr(cls, "download", download)
+    data_module = module.MNISTDataModule if name == "mnist" else module.CIFAR10DataModule
+    data_module(str(tmp_path), download=True).prepare_data()
+    assert asked == [True, False]  # the training and the test split
+    asked.clear()
+    data_module(str(tmp_path)).prepare_data()
+    assert asked == []
+
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    assert "--download" in capsys.readouterr().out

@@ -91,8 +91,9 @@ class _LRFinder:
         draws into an existing Axes.
 
         When the loss diverged at the end, the y axis spans the losses before the divergence (the first
-        point above ``early_stop_threshold`` times the best one, the sweep's stopping rule), so that an exploding last point does not flatten the curve; the diverged points
-        are drawn and run off the top. ``ax.autoscale()`` shows them all."""
+        point above ``early_stop_threshold`` times the best one, the sweep's stopping rule), so that an
+        exploding last point does not flatten the curve; the diverged points are drawn and run off the
+        top. ``ax.autoscale()`` shows them all."""
         try:
             import matplotlib.pyplot as plt
         except ImportError:
@@ -258,8 +259,9 @@ def lr_find(trainer: Any, model: Any, train_dataloaders: Any = None, val_dataloa
         log.info("LR finder stopped early after %d steps because the loss diverged.", len(sweep.lrs))
     elif len(sweep.lrs) < num_training and sweeper.current_epoch >= trainer.max_epochs >= 0:
         warnings.warn(
-            f"lr_find(num_training={num_training}) ran {len(sweep.lrs)} steps: Trainer(max_epochs={trainer.max_epochs}) "
-            f"ends the sweep after {trainer.max_epochs} epoch(s) of {sweeper.num_training_batches} training batches. "
+            f"lr_find(num_training={num_training}) ran {len(sweep.lrs)} steps: "
+            f"Trainer(max_epochs={trainer.max_epochs}) ends the sweep after {trainer.max_epochs} epoch(s) of "
+            f"{sweeper.num_training_batches} training batches. "
             "Raise max_epochs (or the data) on the Trainer you tune with, or lower num_training.", stacklevel=3)
     finder.results = {"lr": sweep.lrs, "loss": sweep.losses}
     finder._total_batch_idx = sweep.batches
