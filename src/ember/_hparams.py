@@ -335,7 +335,8 @@ def rebuild(value: Any, import_objects: bool) -> Any:
         return value
     kind = value.get(OBJECT_KEY)
     if kind is None:
-        return {k: rebuild(v, import_objects) for k, v in value.items()}
+        rebuilt = {k: rebuild(v, import_objects) for k, v in value.items()}
+        return AttributeDict(rebuilt) if isinstance(value, AttributeDict) else rebuilt
     if kind in ("nn.Module", "object"):
         raise NotRebuilt(f"{description_text(value)} (a {kind} is not stored in a checkpoint)", can_import=False)
     target = value.get("target")
@@ -412,34 +413,52 @@ def init_kwargs(cls: type, stored: Mapping, stored_name: Optional[str], given: d
     missing = [p.name for p in params if p.name not in values and p.default is p.empty]
     if missing:
         raise TypeError(_missing_message(cls, missing, not_rebuilt))
-    defaulted = sorted(k for k in not_rebuilt if k in names)
-    if defaulted:
+    defaults = {p.name: p.default for p in params if p.default is not p.empty}
+    # A described value whose default is the same thing (``encoder_class=Encoder`` left as it was) needs no word.
+    unused = sorted(k for k in not_rebuilt if not (k in defaults and _same(describe(defaults[k]), stored[k])))
+    if unused:
         rank_zero_warn(
-            f"{cls.__name__}.load_from_checkpoint: the checkpoint stores {', '.join(map(repr, defaulted))} only as "
-            f"a description ({'; '.join(f'{k}: {not_rebuilt[k].text}' for k in defaulted)}), so the default of "
-            f"{cls.__name__}.__init__ is used. Pass the value as a keyword argument"
+            f"{cls.__name__}.load_from_checkpoint: the checkpoint stores {', '.join(map(repr, unused))} only as a "
+            f"description ({'; '.join(f'{k}: {not_rebuilt[k].text}' for k in unused)}), so it is not passed to "
+            f"{cls.__name__}.__init__ and the default applies. Pass the value as a keyword argument"
             + (", or `import_objects=True` to rebuild it from a file you trust." if any(
-                not_rebuilt[k].can_import for k in defaulted) else "."),
+                not_rebuilt[k].can_import for k in unused) else "."),
             stacklevel=5,  # the caller of Model.load_from_checkpoint
         )
     return values
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Whether two stored values (plain data, tensors, descriptions) are equal."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu()))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
 def _missing_message(cls: type, missing: list, not_rebuilt: dict) -> str:
     name = cls.__name__
-    lines = [f"{name}.load_from_checkpoint cannot build {name}: __init__ needs "
-             f"{', '.join(map(repr, missing))}, which has no default and no value in the checkpoint."]
+    quoted = " and ".join(map(repr, missing)) if len(missing) < 3 else ", ".join(map(repr, missing))
+    lines = [f"{name}.load_from_checkpoint cannot build {name}: __init__ needs {quoted}, which "
+             f"{'has' if len(missing) == 1 else 'have'} no default."]
+    absent = [k for k in missing if k not in not_rebuilt]
+    if absent:
+        lines.append(f"{', '.join(map(repr, absent))}: no value in the checkpoint (an nn.Module given to __init__ "
+                     "is never stored, its weights are in the state dict; nor is an argument in "
+                     "`save_hyperparameters(ignore=...)`).")
     for key in missing:
         if key in not_rebuilt:
             reason = not_rebuilt[key]
-            how = (" ember does not import or call what a checkpoint names unless you pass `import_objects=True`"
-                   " (only for a file you trust)." if reason.can_import else "")
-            lines.append(f"The checkpoint describes {key!r} as {reason.text}.{how}")
-    if not any(k in not_rebuilt for k in missing):
-        lines.append("(An nn.Module given to __init__ is never stored in a checkpoint: its weights are in the "
-                     "state dict; an argument left out by `save_hyperparameters(ignore=...)` is not stored either.)")
+            how = (": ember does not import or call what a checkpoint names unless you pass `import_objects=True`"
+                   " (only for a file you trust)" if reason.can_import else ", which cannot be rebuilt")
+            lines.append(f"{key!r}: stored only as a description, {reason.text}{how}.")
     example = ", ".join(f"{k}=..." for k in missing)
-    lines.append(f"Pass it as a keyword argument: `{name}.load_from_checkpoint(path, {example})`.")
+    lines.append(f"Pass {'it as a keyword argument' if len(missing) == 1 else 'them as keyword arguments'}: "
+                 f"`{name}.load_from_checkpoint(path, {example})`.")
     return " ".join(lines)
 
 
