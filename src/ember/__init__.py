@@ -1,8 +1,13 @@
 """ember: PyTorch Lightning's API, built to run as fast as a hand-written loop.
 
 Port a Lightning program by changing ``import pytorch_lightning as pl`` to ``import ember as pl``.
-Nothing heavy is imported here: loggers, the CLI and optional integrations load when used.
+Nothing heavy is imported here: loggers, the CLI and optional integrations load when used, and the
+subpackages Lightning's root makes reachable (``pl.utilities``, ``pl.plugins``, ``pl.strategies``...) are
+imported on first attribute access.
 """
+import importlib as _importlib
+from typing import Any as _Any
+
 from ember.__about__ import __version__
 from ember.callbacks.callback import Callback
 from ember.datamodule import LightningDataModule
@@ -21,6 +26,48 @@ __all__ = [
     "Trainer",
     "__version__",
     "callbacks",
+    "cli_lightning_logo",
     "loggers",
     "seed_everything",
 ]
+
+LIGHTNING_LOGO = """
+                    ####
+                ###########
+             ####################
+         ############################
+    #####################################
+    #####################################
+         ############################
+             ####################
+                  ##########
+                     ####
+"""
+
+
+def cli_lightning_logo() -> None:
+    """Print the Lightning logo (in magenta on a terminal), as Lightning's example scripts do at startup."""
+    print()
+    print("\033[0;35m" + LIGHTNING_LOGO + "\033[0m")
+    print()
+
+
+_SUBMODULES = ("accelerators", "cli", "core", "demos", "plugins", "profilers", "strategies", "trainer", "tuner",
+               "utilities")
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _SUBMODULES:  # `pl.utilities.rank_zero_only` without importing it first, as with Lightning
+        return _importlib.import_module(f"ember.{name}")
+    if name == "disable_possible_user_warnings":
+        from ember.utilities import disable_possible_user_warnings
+
+        return disable_possible_user_warnings
+    if name == "Fabric":  # `import lightning as L` programs port with `import ember as L`
+        from ember._missing import missing_class
+
+        globals()["Fabric"] = fabric = missing_class(
+            "lightning.Fabric", "ember gives Lightning's Trainer API, not Fabric's",
+            "ember.Trainer with a LightningModule, or plain PyTorch for a hand-written loop")
+        return fabric
+    raise AttributeError(f"module 'ember' has no attribute {name!r}")

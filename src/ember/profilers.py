@@ -40,6 +40,7 @@ __all__ = [
     "Profiler",
     "PyTorchProfiler",
     "SimpleProfiler",
+    "XLAProfiler",
     "instrument",
     "profiling",
     "resolve_profiler",
@@ -639,3 +640,13 @@ def _format_table(headers: list[str], top: list[list[str]], rows: list[list[str]
     if rows:
         out += [line(r) for r in rows] + [rule]
     return out
+
+
+def __getattr__(name: str) -> Any:
+    if name == "XLAProfiler":  # importable for ported programs; constructing it says what to use
+        from ember._missing import missing_class
+
+        globals()[name] = cls = missing_class("profilers.XLAProfiler", "ember does not run on TPUs (XLA)",
+                                              "Trainer(profiler='pytorch') (PyTorchProfiler) or 'simple'")
+        return cls
+    raise AttributeError(f"module 'ember.profilers' has no attribute {name!r}")

@@ -3,6 +3,7 @@
 The heavier ones (rich, the finders) import what they need only when constructed.
 """
 from ember.callbacks.callback import Callback
+from ember.callbacks.checkpoint import Checkpoint
 from ember.callbacks.device_stats_monitor import DeviceStatsMonitor
 from ember.callbacks.early_stopping import EarlyStopping
 from ember.callbacks.finders import BatchSizeFinder, LearningRateFinder
@@ -14,9 +15,11 @@ from ember.callbacks.model_checkpoint import ModelCheckpoint
 from ember.callbacks.model_summary import ModelSummary
 from ember.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from ember.callbacks.prediction_writer import BasePredictionWriter
+from ember.callbacks.pruning import ModelPruning
 from ember.callbacks.progress import ProgressBar, TQDMProgressBar
 from ember.callbacks.rich_model_summary import RichModelSummary
 from ember.callbacks.rich_progress import RichProgressBar, RichProgressBarTheme
+from ember.callbacks.spike import SpikeDetection
 from ember.callbacks.throughput_monitor import ThroughputMonitor
 from ember.callbacks.timer import Timer
 from ember.callbacks.weight_averaging import EMAWeightAveraging, StochasticWeightAveraging, WeightAveraging
@@ -27,6 +30,7 @@ __all__ = [
     "BasePredictionWriter",
     "BatchSizeFinder",
     "Callback",
+    "Checkpoint",
     "DeviceStatsMonitor",
     "EMAWeightAveraging",
     "EarlyStopping",
@@ -35,12 +39,14 @@ __all__ = [
     "LearningRateFinder",
     "LearningRateMonitor",
     "ModelCheckpoint",
+    "ModelPruning",
     "ModelSummary",
     "OnExceptionCheckpoint",
     "ProgressBar",
     "RichModelSummary",
     "RichProgressBar",
     "RichProgressBarTheme",
+    "SpikeDetection",
     "StochasticWeightAveraging",
     "TQDMProgressBar",
     "ThroughputMonitor",

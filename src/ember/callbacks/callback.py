@@ -86,8 +86,9 @@ def _ignores_outputs(hook: Any) -> Any:
 
 
 def _is_monitoring(callback: Optional[Callback]) -> bool:
-    """ModelCheckpoint and EarlyStopping act after the module's on_train_epoch_end, as in Lightning."""
+    """Checkpoint callbacks (ModelCheckpoint...) and EarlyStopping act after the module's on_train_epoch_end, as in
+    Lightning."""
+    from ember.callbacks.checkpoint import Checkpoint
     from ember.callbacks.early_stopping import EarlyStopping
-    from ember.callbacks.model_checkpoint import ModelCheckpoint
 
-    return isinstance(callback, (ModelCheckpoint, EarlyStopping))
+    return isinstance(callback, (Checkpoint, EarlyStopping))

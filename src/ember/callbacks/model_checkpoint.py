@@ -38,14 +38,15 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor
 
-from ember.callbacks.callback import Callback, _ignores_outputs
-from ember.utilities.rank_zero import rank_zero_warn
+from ember.callbacks.callback import _ignores_outputs
+from ember.callbacks.checkpoint import Checkpoint
+from ember.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 _MODES = {"min": torch.lt, "max": torch.gt}
 _FIELD = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")  # "{val_loss:.2f}" -> ("val_loss", ":.2f")
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(Checkpoint):
     """Save checkpoints during ``fit`` and keep the best ``save_top_k`` of them by ``monitor``.
 
     >>> from ember.callbacks import ModelCheckpoint
@@ -66,6 +67,11 @@ class ModelCheckpoint(Callback):
     to itself. ``save_on_train_epoch_end=True`` saves only at the end of the
     training epoch (not after mid-epoch validation); with None or False, the end-of-epoch save happens
     when validation ran at this epoch's end, or when no validation is configured.
+
+    ``save_on_exception=True`` also saves when an exception (or Ctrl-C) interrupts the run, as Lightning 2.6 does:
+    the file is named from ``filename`` like any other (``epoch=0-step=7.ckpt`` by default; ``-v1`` is appended
+    rather than overwriting an existing file), and ``last.ckpt`` is written too with ``save_last``. Nothing is
+    saved when no step was taken since the last save, during the sanity check or with ``fast_dev_run``.
     """
 
     CHECKPOINT_JOIN_CHAR = "-"
@@ -82,6 +88,7 @@ class ModelCheckpoint(Callback):
         verbose: bool = False,
         save_last: Optional[Union[bool, str]] = None,
         save_top_k: int = 1,
+        save_on_exception: bool = False,
         save_weights_only: bool = False,
         mode: str = "min",
         auto_insert_metric_name: bool = True,
@@ -122,6 +129,7 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.save_last = save_last
         self.save_top_k = save_top_k
+        self.save_on_exception = save_on_exception
         self.save_weights_only = save_weights_only
         self.mode = mode
         self.auto_insert_metric_name = auto_insert_metric_name
@@ -203,6 +211,34 @@ class ModelCheckpoint(Callback):
         if self._should_skip(trainer) or not _acts_at_train_epoch_end(self._save_on_train_epoch_end, trainer):
             return
         self._save(trainer, top_k=self._epoch_due(trainer))
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if not self.save_on_exception or self.dirpath is None or bool(trainer.fast_dev_run) \
+                or trainer.sanity_checking or trainer.global_step == self._last_global_step_saved:
+            return  # dirpath None: setup has not run, nothing was trained
+        # no collective here: the exception may have reached this rank alone (the Trainer writes on rank 0)
+        metrics = dict(trainer.callback_metrics)
+        metrics["epoch"] = torch.tensor(trainer.current_epoch)
+        metrics["step"] = torch.tensor(trainer.global_step)
+        filepath = self.format_checkpoint_name(metrics)
+        ver = self.STARTING_VERSION
+        while self._enable_version_counter and os.path.exists(filepath):  # never overwrite a ranked checkpoint
+            filepath = self.format_checkpoint_name(metrics, ver=ver)
+            ver += 1
+        try:
+            self._write(trainer, filepath)
+            if self.save_last:
+                last = self.format_checkpoint_name(metrics, self.CHECKPOINT_NAME_LAST)
+                linked = self.save_last == "link" and trainer.is_global_zero and _link(filepath, last)
+                if not linked:
+                    trainer.save_checkpoint(last, weights_only=self.save_weights_only)
+                self.last_model_path = last
+        except Exception as error:  # never hide the user's exception behind a failed save
+            rank_zero_warn(f"ModelCheckpoint(save_on_exception=True) could not write {filepath!r} after "
+                           f"{type(exception).__name__}: {error!r}", stacklevel=3)
+            return
+        rank_zero_info(f"An {type(exception).__name__} was raised with message: {exception}, saved checkpoint to "
+                       f"{filepath}")
 
     # --- state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import os
 from typing import Any, Union
 
-from ember.callbacks.callback import Callback
+from ember.callbacks.checkpoint import Checkpoint
 from ember.utilities.rank_zero import rank_zero_warn
 
 
-class OnExceptionCheckpoint(Callback):
+class OnExceptionCheckpoint(Checkpoint):
     """Write ``{dirpath}/{filename}.ckpt`` through ``trainer.save_checkpoint`` when the run raises,
     so that ``trainer.fit(model, ckpt_path=callback.ckpt_path)`` continues from there. As in Lightning,
     the file is removed when a later ``fit`` with this callback finishes without an error.

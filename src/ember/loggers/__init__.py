@@ -15,7 +15,7 @@ _LAZY = {
     "MLFlowLogger": "ember.loggers.mlflow",
     "WandbLogger": "ember.loggers.wandb",
 }
-_NOT_YET = ("CometLogger", "NeptuneLogger")
+_NOT_YET = ("CometLogger", "LitLogger", "NeptuneLogger")
 
 
 def __getattr__(name: str) -> object:

@@ -1,4 +1,86 @@
-"""Helpers users import from ``pytorch_lightning.utilities``: rank-zero-only functions and messages."""
-from ember.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_only, rank_zero_warn
+"""Helpers users import from ``pytorch_lightning.utilities``: rank-zero functions, ``grad_norm``, AttributeDict...
 
-__all__ = ["rank_zero_debug", "rank_zero_info", "rank_zero_only", "rank_zero_warn"]
+Submodules follow Lightning's paths: ``types``, ``model_summary``, ``seed``, ``memory``, ``data``, ``exceptions``,
+``parsing``, ``enums``, ``warnings``, ``imports``, ``parameter_tying``, ``model_helpers``, ``rank_zero``.
+"""
+import torch
+
+from ember._utils import AttributeDict, move_data_to_device
+from ember.callbacks.throughput_monitor import measure_flops
+from ember.utilities.combined_loader import CombinedLoader
+from ember.utilities.enums import GradClipAlgorithmType, LightningEnum
+from ember.utilities.grads import grad_norm
+from ember.utilities.parameter_tying import find_shared_parameters, set_shared_parameters
+from ember.utilities.parsing import is_picklable
+from ember.utilities.rank_zero import (rank_zero_debug, rank_zero_deprecation, rank_zero_info, rank_zero_only,
+                                       rank_zero_warn)
+from ember.utilities.warnings import disable_possible_user_warnings
+
+__all__ = [
+    "AttributeDict",
+    "CombinedLoader",
+    "disable_possible_user_warnings",
+    "find_shared_parameters",
+    "grad_norm",
+    "GradClipAlgorithmType",
+    "is_picklable",
+    "is_shared_filesystem",
+    "LightningEnum",
+    "measure_flops",
+    "move_data_to_device",
+    "rank_zero_debug",
+    "rank_zero_deprecation",
+    "rank_zero_info",
+    "rank_zero_only",
+    "rank_zero_warn",
+    "set_shared_parameters",
+    "suggested_max_num_workers",
+]
+
+FLOAT16_EPSILON = torch.finfo(torch.float16).eps
+FLOAT32_EPSILON = torch.finfo(torch.float32).eps
+FLOAT64_EPSILON = torch.finfo(torch.float64).eps
+
+
+def suggested_max_num_workers(local_world_size: int) -> int:
+    """A ``num_workers`` for a DataLoader: the CPU cores this process may use, shared between the
+    ``local_world_size`` processes on this machine, less one for the main process (at least 1)."""
+    import os
+
+    if local_world_size < 1:
+        raise ValueError(f"suggested_max_num_workers(local_world_size={local_world_size}) must be >= 1.")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // local_world_size - 1)
+
+
+def is_shared_filesystem(strategy: object, path: object = None, timeout: int = 3) -> bool:
+    """Whether every process of the run sees the same files under ``path`` (default: the current folder).
+
+    Rank 0 writes a marker file there; each rank looks for it (for up to ``timeout`` seconds); all must see it.
+    A collective: call it on every rank. True at once in a single-process run.
+    """
+    import os
+    import tempfile
+    import time
+    from pathlib import Path
+
+    folder = Path(os.getcwd() if path is None else os.fspath(path)).resolve()
+    if getattr(strategy, "world_size", 1) == 1:
+        return True
+    if strategy.broadcast(str(folder)) != str(folder):  # type: ignore[attr-defined]
+        return False
+    marker = ""
+    if strategy.is_global_zero:  # type: ignore[attr-defined]
+        fd, marker = tempfile.mkstemp(prefix=".ember_shared_fs_", dir=folder)
+        os.close(fd)
+    marker = strategy.broadcast(marker)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + timeout
+    found = os.path.exists(marker)
+    while not found and time.monotonic() < deadline:
+        time.sleep(0.1)
+        found = os.path.exists(marker)
+    shared = strategy.reduce_boolean_decision(found, all=True)  # type: ignore[attr-defined]
+    strategy.barrier()  # type: ignore[attr-defined]
+    if strategy.is_global_zero:  # type: ignore[attr-defined]
+        os.remove(marker)
+    return bool(shared)

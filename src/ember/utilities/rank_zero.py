@@ -79,3 +79,22 @@ def rank_zero_info(message: str, *args: Any, **kwargs: Any) -> None:
 def rank_zero_debug(message: str, *args: Any, **kwargs: Any) -> None:
     if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         log.debug(message, *args, **kwargs)
+
+
+class WarningCache(set):
+    """Say each message once: ``cache.warn("...")`` warns the first time a message is seen, on rank 0."""
+
+    def warn(self, message: str, stacklevel: int = 5, **kwargs: Any) -> None:
+        if message not in self:
+            self.add(message)
+            rank_zero_warn(message, stacklevel=stacklevel, **kwargs)
+
+    def deprecation(self, message: str, stacklevel: int = 6, **kwargs: Any) -> None:
+        if message not in self:
+            self.add(message)
+            rank_zero_deprecation(message, stacklevel=stacklevel, **kwargs)
+
+    def info(self, message: str, *args: Any, **kwargs: Any) -> None:
+        if message not in self:
+            self.add(message)
+            rank_zero_info(message, *args, **kwargs)

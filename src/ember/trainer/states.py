@@ -1,0 +1,47 @@
+"""``lightning.pytorch.trainer.states``: names for what ``trainer.state`` holds.
+
+ember keeps plain strings in ``trainer.state`` (``fn``: 'fit'...; ``stage``: 'train'...; ``status``: 'running'...);
+these enums are ``str`` enums with the same values, so ``trainer.state.fn == TrainerFn.FITTING`` holds as in
+Lightning.
+"""
+from __future__ import annotations
+
+from ember.utilities.enums import LightningEnum
+
+
+class TrainerFn(LightningEnum):
+    FITTING = "fit"
+    VALIDATING = "validate"
+    TESTING = "test"
+    PREDICTING = "predict"
+
+
+class TrainerStatus(LightningEnum):
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def stopped(self) -> bool:
+        return self in (self.FINISHED, self.INTERRUPTED)
+
+
+class RunningStage(LightningEnum):
+    TRAINING = "train"
+    SANITY_CHECKING = "sanity_check"
+    VALIDATING = "validate"
+    TESTING = "test"
+    PREDICTING = "predict"
+
+    @property
+    def evaluating(self) -> bool:
+        return self in (self.VALIDATING, self.TESTING, self.SANITY_CHECKING)
+
+    @property
+    def dataloader_prefix(self) -> str | None:
+        return {"train": "train", "sanity_check": "val", "validate": "val", "test": "test",
+                "predict": "predict"}[self.value]
+
+
+__all__ = ["RunningStage", "TrainerFn", "TrainerStatus"]

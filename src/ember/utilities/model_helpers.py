@@ -1,0 +1,31 @@
+"""``lightning.pytorch.utilities.model_helpers``: whether a hook is overridden."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ember._utils import is_overridden as _is_overridden
+
+
+def is_overridden(method_name: str, instance: Optional[object] = None, parent: Optional[type] = None) -> bool:
+    """Whether ``instance``'s class overrides ``method_name`` of ``parent`` (by default LightningModule,
+    LightningDataModule or Callback, whichever ``instance`` is)."""
+    if instance is None:
+        return False
+    if parent is None:
+        from ember.callbacks.callback import Callback
+        from ember.datamodule import LightningDataModule
+        from ember.module import LightningModule
+
+        parent = next((base for base in (LightningModule, LightningDataModule, Callback) if isinstance(instance, base)),
+                      None)
+        if parent is None:
+            raise ValueError(f"is_overridden({method_name!r}, ...) needs `parent=` for a {type(instance).__name__}.")
+    return _is_overridden(method_name, instance, parent)
+
+
+__all__ = ["is_overridden"]
+
+from ember._missing import missing_function  # noqa: E402
+
+get_torchvision_model = missing_function("utilities.model_helpers.get_torchvision_model",
+                                         "ember does not wrap torchvision", "torchvision.models.get_model(name, **kwargs)")
