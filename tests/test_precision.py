@@ -85,9 +85,10 @@ def test_precision_spellings(spelling, canonical):
 
 
 @pytest.mark.parametrize("precision", ["16-mixed", 16, "16"])
-def test_16_mixed_on_cpu_points_to_bf16_mixed(precision):
-    with pytest.raises(ValueError, match="bf16-mixed"):
-        ember.Trainer(accelerator="cpu", precision=precision)
+def test_16_mixed_on_cpu_falls_back_to_bf16_mixed_with_lightnings_warning(precision):
+    with pytest.warns(UserWarning, match=r"AMP with fp16 is not supported on CPU. Using `precision='bf16-mixed'`"):
+        trainer = ember.Trainer(accelerator="cpu", precision=precision, logger=False)
+    assert trainer.precision == "bf16-mixed" and trainer.scaler is None
 
 
 @pytest.mark.parametrize("precision", ["8-true", "fp8", 8, "transformer-engine"])

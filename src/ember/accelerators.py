@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any, Optional, Union
 
 import torch
@@ -19,6 +20,7 @@ _PRECISIONS = {
     "64-true": "64-true", "64": "64-true", 64: "64-true",
     "transformer-engine": None,
 }
+_HISTORICAL = ("16", "bf16")  # spellings Lightning still accepts with a warning (precision=16 included)
 
 
 def _mps_available() -> bool:
@@ -94,11 +96,13 @@ class Precision:
         if name is None:
             valid = sorted({v for v in _PRECISIONS.values() if v})
             raise ValueError(f"Trainer(precision={precision!r}) is not supported; use one of {valid}.")
-        if name == "16-mixed" and device.type == "cpu":
-            raise ValueError(
-                "Trainer(accelerator='cpu', precision='16-mixed') is not supported: float16 mixed precision needs a "
-                "GPU. Use precision='bf16-mixed' on the CPU, or run on a GPU."
-            )
+        if str(precision).lower() in _HISTORICAL:
+            warnings.warn(f"`precision={precision}` is supported for historical reasons but its usage is discouraged. "
+                          f"Please set your precision to {name} instead!", stacklevel=3)
+        if name == "16-mixed" and device.type == "cpu":  # as Lightning: bfloat16 autocast instead, with a warning
+            warnings.warn("You passed `Trainer(accelerator='cpu', precision='16-mixed')` but AMP with fp16 is not "
+                          "supported on CPU. Using `precision='bf16-mixed'` instead.", stacklevel=3)
+            name = "bf16-mixed"
         if name in ("bf16-mixed", "bf16-true") and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError(
                 f"Trainer(precision={precision!r}): this GPU ({torch.cuda.get_device_name(device)}) does not support "

@@ -6,7 +6,7 @@ import pickle
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -101,20 +101,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def load_checkpoint(path: Union[str, Path], map_location: Any = None) -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain data only, no code runs."""
+def load_checkpoint(path: Union[str, Path], map_location: Any = None, weights_only: Optional[bool] = None) -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain data only, no code runs.
+
+    ``weights_only=False`` (Lightning's ``trainer.fit(..., weights_only=False)``) is the caller's explicit request to
+    unpickle everything, objects of their own classes included: that runs code named in the file, so only for
+    files they trust. None means True.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint file not found: {path}")
     if map_location is None and not torch.cuda.is_available():
         map_location = "cpu"  # a checkpoint saved on a GPU still loads on a machine without one
+    safe = weights_only is not False
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=safe)
     except pickle.UnpicklingError as e:
+        if not safe:
+            raise
         raise pickle.UnpicklingError(
             f"Refused to load {path}: it contains objects that need arbitrary code to unpickle, and ember loads "
-            f"checkpoints only with torch.load(weights_only=True). Details: {e}\n"
-            "If you wrote this file yourself and trust it, re-save it as plain data: "
+            f"checkpoints with torch.load(weights_only=True) unless asked otherwise. Details: {e}\n"
+            "If you wrote this file yourself and trust it, pass weights_only=False (e.g. "
+            "`trainer.fit(model, ckpt_path=path, weights_only=False)`), or re-save it as plain data: "
             "`ckpt = torch.load(path, weights_only=False)`, keep its 'state_dict' and plain-data 'hyper_parameters', "
             "and `torch.save` them again."
         ) from None

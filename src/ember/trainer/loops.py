@@ -128,7 +128,7 @@ def run_train_epoch(trainer: Any) -> None:
                 set_grad_sync(should_step)  # DDP: batches that do not step keep their gradients local
             outputs = training_step_automatic(t, module, optimizer, batch, batch_idx, accumulate, should_step,
                                               step_hooks, direct)
-            stepped = should_step and outputs is not None
+            stepped = should_step and outputs is not None  # a batch skipped for a non-finite loss does not step
             if outputs is not None and wants_outputs:
                 outputs = _batch_end_outputs(outputs)
         else:
@@ -146,7 +146,7 @@ def run_train_epoch(trainer: Any) -> None:
         if stepped and (log_step + 1) % log_every == 0:
             t._log_metrics(results.step_values(logger_only=True), log_step)
             if t._check_finite_when_logging and outputs is not None:  # a GPU syncs here, not on every step
-                loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+                loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
                 if isinstance(loss, Tensor) and not math.isfinite(loss.item()):
                     _nonfinite_loss(t, loss, batch_idx)
         batch_idx += 1
@@ -186,10 +186,11 @@ def finish_train_epoch(trainer: Any, results: Results) -> None:
     results.epoch_end_reached = True
     hooks.call_callbacks("on_train_epoch_end", monitoring=False)
     hooks.call_module("on_train_epoch_end")
-    callback, logged, pbar = results.epoch_end()
-    t._store_epoch_values(callback, pbar)
-    if logged:
-        t._log_metrics(logged, max(p.batches_stepped - 1, 0))
+    t._store_metrics(results.step_metrics())  # the last step's values stay readable after the epoch
+    logged = results.epoch_end()
+    t._store_metrics(logged)
+    t._train_results = None  # the epoch is reduced: its values are no longer live
+    t._log_metrics(logged[1], max(p.batches_stepped - 1, 0))
     if module.automatic_optimization:
         step_schedulers(t, "epoch")
     hooks.call_callbacks("on_train_epoch_end", monitoring=True)
@@ -213,7 +214,8 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
     ``accumulate`` batches (and at the epoch's end): unscale, clip, optimizer step, step schedulers.
     With ``direct`` (see ``_is_direct_step``) the three calls of a hand-written loop, nothing else.
 
-    Returns the step's output for ``on_train_batch_end``, or None when the user skipped the batch.
+    Returns the step's output for ``on_train_batch_end``: ``{}`` when training_step returned None (see
+    ``_none_step``), None when the batch was skipped for a non-finite loss (no optimizer step counted).
     """
     p = t._progress
     precision = t._precision
@@ -225,14 +227,15 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
         with precision.forward_context():
             output = t._training_step(batch, batch_idx)
     loss = _loss_from(output)
-    if loss is not None and t._check_finite_every_step and not math.isfinite(loss.item()):  # no sync on a CPU
-        if _nonfinite_loss(t, loss, batch_idx) == "skip":
-            loss = None
-    if loss is None:  # skipped: no backward; a window that ends here still steps what it accumulated
-        if should_step and p.accumulated:
-            p.accumulated = 0
-            _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks)
-        return None
+    if loss is None:  # a Python check: no sync
+        _none_step(t, module, optimizer, plain, batch, batch_idx, accumulate, should_step, hooks)
+        return {}  # what Lightning passes on_train_batch_end for such a batch
+    if t._check_finite_every_step and not math.isfinite(loss.item()):  # no sync on a CPU
+        if _nonfinite_loss(t, loss, batch_idx) == "skip":  # no backward; a window ending here steps what it has
+            if should_step and p.accumulated:
+                p.accumulated = 0
+                _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks)
+            return None
     if direct:
         optimizer.zero_grad()
         loss.backward()
@@ -258,6 +261,29 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
         p.accumulated = 0
         _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks, loss)
     return output
+
+
+def _none_step(t: Any, module: Any, optimizer: Any, plain: bool, batch: Any, batch_idx: int, accumulate: int,
+               should_step: bool, hooks: Any) -> None:
+    """training_step returned None (or a dict whose 'loss' is None) in automatic optimization. As in Lightning: a
+    warning (once per fit: forgetting ``return loss`` is a common mistake), no backward, and the optimizer step
+    still counts (``global_step``, step-interval schedulers and logging advance) but changes no weight. A window
+    of accumulated gradients that ends here steps them."""
+    p = t._progress
+    if not t._warned_none_step:
+        t._warned_none_step = True
+        warnings.warn("`training_step` returned `None`. If this was on purpose, ignore this warning... (ember: the "
+                      "batch is skipped: no backward, and no weight changes at its optimizer step. To train, return "
+                      "the loss tensor or a dict with a 'loss' key.)", UserWarning, stacklevel=4)
+    if not should_step:
+        return
+    if p.accumulated:
+        p.accumulated = 0
+        _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks)
+    elif optimizer is not None:  # Lightning zeroes the gradients, then steps: nothing moves; ember just counts
+        p.optimizer_steps += 1
+        if t._has_step_schedulers:
+            step_schedulers(t, "step")
 
 
 def _step(t: Any, module: Any, optimizer: Any, plain: bool, batch: Any, batch_idx: int, accumulate: int,
@@ -335,7 +361,7 @@ def _nonfinite_loss(t: Any, loss: Tensor, batch_idx: int) -> str:
 def _batch_end_outputs(output: Any) -> Any:
     """What on_train_batch_end receives: Lightning's dict, its loss detached so callbacks keep no graph."""
     if isinstance(output, dict):
-        return {**output, "loss": output["loss"].detach()}
+        return {**output, "loss": output["loss"].detach()} if "loss" in output else output
     return {"loss": output.detach()}
 
 
@@ -424,6 +450,9 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     multi = len(loaders) > 1
     results = Results("validate" if sanity else stage, num_dataloaders=len(loaders), distributed=t.world_size > 1)
     module._log_store = results  # self.log in predict_step raises: there is nowhere to report it
+    # values logged with on_step=True go to the loggers after each batch (at the batch index, as in Lightning);
+    # not while sanity checking
+    log_steps = bool(t._loggers) and not sanity and stage != "predict"
     predictions: list = [[] for _ in loaders]
     step = adapt_step(getattr(module, f"{prefix}_step"))
     was_training = {m: m.training for m in module.modules()}
@@ -431,6 +460,8 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     # inside fit, as in Lightning, no_grad: tensors made while validating may be used by training later
     no_grad = torch.inference_mode() if t._inference_mode and t.state.fn != "fit" else torch.no_grad()
     t._evaluating = stage
+    if stage != "predict":
+        t._eval_results = results  # callback_metrics and friends show its values while it runs
     batch_start, batch_end = hooks.caller(f"on_{prefix}_batch_start"), hooks.caller(f"on_{prefix}_batch_end")
     module_dict, step_name = module.__dict__, f"{prefix}_step"  # written per batch: self.log's defaults follow it
     try:
@@ -455,19 +486,31 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
                         predictions[dl_idx].append(output)
                     if batch_end is not None:
                         batch_end(output, batch, batch_idx, *extra)
+                    if log_steps:
+                        logged_steps = t._eval_logged_steps
+                        at = logged_steps[dl_idx] = logged_steps.get(dl_idx, -1) + 1  # counts over a fit's runs
+                        t._log_metrics(results.step_values(logger_only=True), at, add_epoch=False)
+                if multi and dl_idx < len(loaders) - 1 and stage != "predict":
+                    # as Lightning: a dataloader's values are kept once it is done (read while the next one runs)
+                    t._store_metrics(results.step_metrics())
+                    t._store_metrics(results.epoch_metrics(reset=False, dataloader_idx=dl_idx))
+            results.epoch_end_reached = True  # on_*_epoch_end reads the epoch values
             hooks.call(f"on_{prefix}_epoch_end")
             per_loader: list = []
             if stage != "predict":
-                callback, logged, pbar = results.epoch_end()
+                t._store_metrics(results.step_metrics())
+                views = results.epoch_end()
+                t._store_metrics(views)
+                t._eval_results = None
                 if not sanity:
-                    t._store_epoch_values(callback, pbar)
-                    if logged:
-                        p = t._progress
-                        t._log_metrics(logged, max(p.batches_stepped - 1, 0) if stage == "validate" else p.batches_stepped)
-                    per_loader = results.dataloader_values(callback, len(loaders))
+                    p = t._progress
+                    during_fit = stage == "validate" and t.state.fn == "fit"
+                    t._log_metrics(views[1], max(p.batches_stepped - 1, 0) if during_fit else p.batches_stepped)
+                    per_loader = results.dataloader_values(views[1], len(loaders))
             hooks.call(f"on_{prefix}_end")
     finally:
         t._evaluating = None
+        t._eval_results = None
         for m, mode in was_training.items():
             m.training = mode
         module._log_store = None

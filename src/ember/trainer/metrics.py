@@ -38,11 +38,16 @@ class _Entry:
     """One logged name in one loop."""
 
     __slots__ = ("name", "prog_bar", "logger", "on_step", "on_epoch", "reduce", "last", "total", "count",
-                 "metric", "sync_dist", "dataloader_idx", "fx", "synced")
+                 "metric", "sync_dist", "dataloader_idx", "fx", "synced", "step_name", "epoch_name")
 
     def __init__(self, name: str, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool, reduce: str,
-                 sync_dist: bool, dataloader_idx: Optional[int]) -> None:
-        self.name = name
+                 sync_dist: bool, dataloader_idx: Optional[int], suffix: str = "") -> None:
+        self.name = name + suffix  # the key: 'x', or 'x/dataloader_idx_1' for one of several eval dataloaders
+        forked = on_step and on_epoch
+        # the names its step and epoch values are shown under, as in Lightning: 'x_step'/'x_epoch' when logged
+        # both ways, the dataloader suffix last ('x_epoch/dataloader_idx_1')
+        self.step_name = f"{name}_step{suffix}" if forked else self.name
+        self.epoch_name = f"{name}_epoch{suffix}" if forked else self.name
         self.prog_bar = prog_bar
         self.logger = logger
         self.on_step = on_step
@@ -120,6 +125,7 @@ class Results:
 
     def __init__(self, stage: str, num_dataloaders: int = 1, distributed: bool = False) -> None:
         self.stage = stage
+        self.training = stage == "train"  # step values of evaluation loops never reach callback_metrics
         self.num_dataloaders = num_dataloaders
         # the run has several ranks: sync_dist values are reduced (a trainer inside a distributed job, such as the
         # learning-rate finder's, that runs on one rank does not reduce)
@@ -162,12 +168,13 @@ class Results:
                 return
         in_loop = fx in ("validation_step", "test_step", "on_validation_batch_start", "on_validation_batch_end",
                          "on_test_batch_start", "on_test_batch_end")
-        key = name
+        suffix = ""
         if in_loop and add_dataloader_idx and self.num_dataloaders > 1:
-            key = f"{name}/dataloader_idx_{self.dataloader_idx}"
+            suffix = f"/dataloader_idx_{self.dataloader_idx}"
+        key = name + suffix
         entry = self.entries.get(key)
         if entry is None:
-            entry = self._new_entry(fx, key, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist,
+            entry = self._new_entry(fx, name, suffix, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist,
                                     self.dataloader_idx if in_loop else None)
             entry.fx = fx
         metric_type = _torchmetrics_metric_type()
@@ -205,9 +212,10 @@ class Results:
             # may hold different numbers of evaluation batches, so a per-step collective could wait forever)
             entry.last = _all_reduce_mean(entry.last.detach())
 
-    def _new_entry(self, fx: Optional[str], key: str, prog_bar: bool, logger: Optional[bool],
+    def _new_entry(self, fx: Optional[str], name: str, suffix: str, prog_bar: bool, logger: Optional[bool],
                    on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, sync_dist: bool,
                    dataloader_idx: Optional[int]) -> _Entry:
+        key = name + suffix
         if fx in _NO_LOG_HOOKS:
             raise RuntimeError(
                 f"self.log({key!r}, ...) is not allowed in {fx}: nothing there is reported to loggers. Log from a "
@@ -230,8 +238,8 @@ class Results:
                 f"self.log({key!r}, reduce_fx={reduce_fx!r}): the reduction must be 'mean', 'sum', 'max' or 'min' "
                 "(or torch.mean/sum/max/min)."
             )
-        entry = _Entry(key, bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce,
-                       sync_dist, dataloader_idx)
+        entry = _Entry(name, bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce,
+                       sync_dist, dataloader_idx, suffix)
         self.entries[key] = entry
         return entry
 
@@ -252,37 +260,73 @@ class Results:
             self.entries[key] = entry
 
     # --- reading values -----------------------------------------------------------------------------------
-    def step_values(self, logger_only: bool = False, prog_bar_only: bool = False) -> dict:
-        """The latest per-step values, under their logged names ('x' or 'x_step')."""
-        out = {}
+    # Three views, as in Lightning: callback values (trainer.callback_metrics; ModelCheckpoint and EarlyStopping
+    # read them), logger values (trainer.logged_metrics, what loggers receive) and progress bar values.
+    def step_values(self, logger_only: bool = False) -> dict:
+        """The latest per-step values under their step names ('x' or 'x_step'): what a logging step sends.
+        In an evaluation loop, those of the dataloader running now."""
+        current = self.dataloader_idx
+        return {e.step_name: _step_value(e) for e in self.entries.values()
+                if e.on_step and e.last is not None and (e.logger or not logger_only)
+                and (e.dataloader_idx is None or e.dataloader_idx == current)}
+
+    def step_metrics(self) -> tuple:
+        """(callback, logger, progress bar) values of the latest step. Callback values come from training only:
+        an evaluation loop's step values reach the loggers and the bar, never ``callback_metrics``."""
+        callback, logged, pbar = {}, {}, {}
+        training = self.training
+        current = self.dataloader_idx
         for key, e in self.entries.items():
-            if not e.on_step or e.last is None or (logger_only and not e.logger) or (prog_bar_only and not e.prog_bar):
+            if not e.on_step or e.last is None or (e.dataloader_idx is not None and e.dataloader_idx != current):
                 continue
-            out[f"{key}_step" if e.forked else key] = _step_value(e)
-        return out
+            value = _step_value(e)
+            name = e.step_name
+            if e.logger:
+                logged[name] = value
+            if training:
+                callback[key] = value
+                callback[name] = value
+            if e.prog_bar:
+                pbar[name] = value
+        return callback, logged, pbar
 
-    def live_callback_values(self) -> dict:
-        """What callback_metrics shows while the loop runs: step values under 'x' and 'x_step', or
-        the epoch values once the epoch's batches are done."""
-        if self.epoch_end_reached:
-            return self.reduce(reset=False)[0]
-        out = {}
+    def epoch_metrics(self, reset: bool, dataloader_idx: Optional[int] = None) -> tuple:
+        """(callback, logger, progress bar) values of the epoch: each value logged with on_epoch, reduced, under
+        'x' and its epoch name ('x' or 'x_epoch'); only one dataloader's with ``dataloader_idx``. ``reset`` starts
+        torchmetrics objects afresh."""
+        callback, logged, pbar = {}, {}, {}
         for key, e in self.entries.items():
-            if e.on_step and e.last is not None:
-                out[key] = last = _step_value(e)
-                if e.forked:
-                    out[f"{key}_step"] = last
-        return out
+            if dataloader_idx is not None and e.dataloader_idx != dataloader_idx:
+                continue
+            if not e.on_epoch:
+                if e.metric is not None and reset:
+                    e.metric.reset()
+                continue
+            value = e.compute(reset)
+            if value is None:
+                continue
+            name = e.epoch_name
+            callback[key] = value
+            callback[name] = value
+            if e.logger:
+                logged[name] = value
+            if e.prog_bar:
+                pbar[name] = value
+        return callback, logged, pbar
 
-    def live_prog_bar_values(self) -> dict:
+    def live_metrics(self) -> tuple:
+        """What the three views show while the loop runs: the latest step's values, and once the epoch's batches
+        are done the epoch values over them."""
+        callback, logged, pbar = self.step_metrics()
         if self.epoch_end_reached:
-            return self.reduce(reset=False)[2]
-        return self.step_values(prog_bar_only=True)
+            for view, epoch in zip((callback, logged, pbar), self.epoch_metrics(reset=False)):
+                view.update(epoch)
+        return callback, logged, pbar
 
     def epoch_end(self) -> tuple:
-        """Reduce the epoch and reset torchmetrics objects: (callback, logger, progress bar) values."""
+        """Reduce the epoch and reset torchmetrics objects: (callback, logger, progress bar) epoch values."""
         self.sync_epoch()
-        return self.reduce(reset=True)
+        return self.epoch_metrics(reset=True)
 
     def sync_epoch(self) -> None:
         """Under torch.distributed, the epoch values of ``sync_dist=True`` entries over all ranks. Every rank calls
@@ -295,48 +339,18 @@ class Results:
             elif e.sync_dist and e.on_epoch and e.total is not None and e.synced is None:
                 e.sync()
 
-    def reduce(self, reset: bool) -> tuple:
-        """The epoch's values: (callback values, logger values, progress bar values) as tensors."""
-        callback, logged, pbar = {}, {}, {}
-        for key, e in self.entries.items():
-            if e.on_epoch:
-                value = e.compute(reset)
-                if value is None:
-                    continue
-                epoch_key = f"{key}_epoch" if e.forked else key
-                callback[key] = value
-                callback[epoch_key] = value
-                if e.forked and e.last is not None:
-                    callback[f"{key}_step"] = _step_value(e)
-                if e.logger:
-                    logged[epoch_key] = value
-                if e.prog_bar:
-                    pbar[epoch_key] = value
-                    if e.forked and e.last is not None:
-                        pbar[f"{key}_step"] = _step_value(e)
-            elif e.last is not None:  # step-only values stay readable after the epoch
-                callback[key] = _step_value(e)
-                if e.prog_bar:
-                    pbar[key] = callback[key]
-                if e.metric is not None and reset:
-                    e.metric.reset()
-        return callback, logged, pbar
-
-    def dataloader_values(self, values: dict, num_dataloaders: int) -> list:
-        """Split an evaluation loop's epoch values into one dict per dataloader, under their epoch names
-        ('x', or 'x_epoch' when also logged per step), as validate/test return them."""
+    def dataloader_values(self, logged: dict, num_dataloaders: int) -> list:
+        """Split an evaluation loop's logger epoch values into one dict per dataloader, as validate/test return
+        them (Lightning returns what the loggers receive: values logged with ``logger=False`` are left out)."""
         per_loader: list = [dict() for _ in range(num_dataloaders)]
-        for key, entry in self.entries.items():
-            if not entry.on_epoch:
+        for entry in self.entries.values():
+            name = entry.epoch_name
+            if not entry.on_epoch or name not in logged:
                 continue
-            name = f"{key}_epoch" if entry.forked else key
-            if name not in values:
-                continue
-            value = values[name]
             idx = entry.dataloader_idx
             targets = range(num_dataloaders) if idx is None or num_dataloaders == 1 else (idx,)
             for i in targets:
-                per_loader[i][name] = value
+                per_loader[i][name] = logged[name]
         return per_loader
 
 

@@ -39,6 +39,11 @@ class SignalCatcher:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    @property
+    def received_sigterm(self) -> bool:
+        """Lightning's ``trainer.received_sigterm``."""
+        return self.received == signal.SIGTERM
+
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now

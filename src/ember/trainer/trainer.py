@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional, Union
 
 import torch
 
-from ember._utils import is_overridden, move_data_to_device
+from ember._utils import is_overridden, move_data_to_device, rank_zero_warn
 from ember.accelerators import Precision, resolve_devices
 from ember.callbacks.callback import Callback
 from ember.datamodule import LightningDataModule
@@ -32,6 +32,7 @@ from ember.trainer.metrics import Results, to_float
 from ember.trainer.optim import LightningOptimizer, parse_configure_optimizers
 from ember.trainer.progress import Progress
 from ember.trainer.signals import SignalCatcher, shield_workers
+from ember.utilities.warnings import PossibleUserWarning
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Trainer:
         sync_batchnorm: bool = False,
         reload_dataloaders_every_n_epochs: int = 0,
         default_root_dir: Optional[str] = None,
+        enable_autolog_hparams: bool = True,
         on_nonfinite_loss: str = "raise",
     ) -> None:
         _check_int("num_nodes", num_nodes, minimum=1)
@@ -137,6 +139,7 @@ class Trainer:
         self.log_every_n_steps = 50 if log_every_n_steps is None else log_every_n_steps
         _check_int("log_every_n_steps", self.log_every_n_steps, minimum=1)
         self.reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs
+        self.enable_autolog_hparams = enable_autolog_hparams  # the hyperparameters to the loggers at each run's start
         self._inference_mode = inference_mode
         self._detect_anomaly = detect_anomaly
         if on_nonfinite_loss not in ("raise", "skip", "ignore"):
@@ -186,10 +189,14 @@ class Trainer:
         self._model: Optional[LightningModule] = None
         self.datamodule: Optional[LightningDataModule] = None
         self._hooks: Optional[HookRunner] = None
+        # the three metric views users read (callback_metrics, logged_metrics, progress_bar_metrics): what finished
+        # loops stored, plus the running loops' live values (_train_results, _eval_results), merged when read
         self._train_results: Optional[Results] = None
+        self._eval_results: Optional[Results] = None
         self._epoch_metrics: dict = {}
-        self._epoch_pbar: dict = {}
         self._logged_metrics: dict = {}
+        self._epoch_pbar: dict = {}
+        self._eval_logged_steps: dict = {}
         self._fit_start_time = time.monotonic()
         self._evaluating: Optional[str] = None
         self._epoch_end_validated = False
@@ -216,25 +223,36 @@ class Trainer:
         self._plain_zero_grad = self._plain_backward = True
         self._keep_module_on_device = False  # a tuner's trial run: the model stays for the run that follows
         self._signals = SignalCatcher()
+        self._warned_none_step = False  # "training_step returned None" is said once per fit
         self._resumed_train_metrics: Optional[dict] = None
 
     # --- the four entry points ------------------------------------------------------------------------
     def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
-            datamodule: Optional[LightningDataModule] = None, ckpt_path: Optional[str] = None) -> None:
-        """Train ``model``; ``ckpt_path`` (a path, "last" or "best") continues an earlier run exactly."""
+            datamodule: Optional[LightningDataModule] = None, ckpt_path: Optional[str] = None,
+            weights_only: Optional[bool] = None) -> None:
+        """Train ``model``; ``ckpt_path`` (a path, "last" or "best") continues an earlier run exactly.
+
+        ``weights_only``: how ``ckpt_path`` is read. None (the default) or True: ``torch.load(weights_only=True)``,
+        tensors and plain data only, so a file cannot run code. False: unpickle everything the file holds (objects
+        of your own classes included), which runs code named in the file; only for files you trust.
+        """
+        _check_weights_only(weights_only)
         if self.strategy.spawns_processes:  # ddp_spawn: run this in new processes, then adopt rank 0's results
-            return launcher.spawn(self, "fit", (model, train_dataloaders, val_dataloaders, datamodule, ckpt_path), model)
+            return launcher.spawn(self, "fit", (model, train_dataloaders, val_dataloaders, datamodule, ckpt_path,
+                                                weights_only), model)
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         _check_data_args("fit", train_dataloaders, val_dataloaders, datamodule)
         with self._run("fit", model, datamodule):
             module = self.lightning_module
+            self._warned_none_step = False
             self._resolve_train_data(train_dataloaders, module)
             self._resolve_eval_data("validate", val_dataloaders, module)
+            self._warn_about_fit_config(module)
             self._configure_optimizers(module)
             resume_from = self._resolve_ckpt_path(ckpt_path)
             if resume_from is not None:
-                _ckpt.restore_training_state(self, self.strategy.load_checkpoint(resume_from, self._device), resume_from)
+                _ckpt.restore_training_state(self, self._read_checkpoint(resume_from, weights_only), resume_from)
                 self.ckpt_path = str(resume_from)
             self._log_hyperparams(module)
             anomaly = torch.autograd.set_detect_anomaly(True) if self._detect_anomaly else contextlib.nullcontext()
@@ -248,22 +266,25 @@ class Trainer:
 
     def validate(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
                  ckpt_path: Optional[str] = None, verbose: bool = True,
-                 datamodule: Optional[LightningDataModule] = None) -> list:
-        """Run one validation epoch; returns one dict of metrics per dataloader."""
-        return self._evaluate("validate", model, dataloaders, ckpt_path, verbose, datamodule)
+                 datamodule: Optional[LightningDataModule] = None, weights_only: Optional[bool] = None) -> list:
+        """Run one validation epoch; returns one dict of metrics per dataloader. ``weights_only``: as in ``fit``."""
+        return self._evaluate("validate", model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
     def test(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
              ckpt_path: Optional[str] = None, verbose: bool = True,
-             datamodule: Optional[LightningDataModule] = None) -> list:
-        """Run one test epoch; returns one dict of metrics per dataloader."""
-        return self._evaluate("test", model, dataloaders, ckpt_path, verbose, datamodule)
+             datamodule: Optional[LightningDataModule] = None, weights_only: Optional[bool] = None) -> list:
+        """Run one test epoch; returns one dict of metrics per dataloader. ``weights_only``: as in ``fit``."""
+        return self._evaluate("test", model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
     def predict(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
                 datamodule: Optional[LightningDataModule] = None, return_predictions: Optional[bool] = None,
-                ckpt_path: Optional[str] = None) -> Any:
-        """Run ``predict_step`` over the data; returns its outputs per batch (a list per dataloader if several)."""
+                ckpt_path: Optional[str] = None, weights_only: Optional[bool] = None) -> Any:
+        """Run ``predict_step`` over the data; returns its outputs per batch (a list per dataloader if several).
+        ``weights_only``: as in ``fit``."""
+        _check_weights_only(weights_only)
         if self.strategy.spawns_processes:
-            return launcher.spawn(self, "predict", (model, dataloaders, datamodule, return_predictions, ckpt_path), model)
+            return launcher.spawn(self, "predict", (model, dataloaders, datamodule, return_predictions, ckpt_path,
+                                                    weights_only), model)
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         self._return_predictions = True if return_predictions is None else return_predictions
@@ -272,15 +293,18 @@ class Trainer:
             loaders = self._resolve_eval_data("predict", dataloaders, module)
             if not loaders:
                 raise ValueError(_no_data_message("predict", module, self.datamodule))
-            self._load_weights(ckpt_path)
+            self._load_weights(ckpt_path, weights_only)
+            self._log_hyperparams(module)
             self.state.stage = "predict"
             out = loops.run_evaluation(self, "predict", loaders, self.num_predict_batches)
         return out if self._return_predictions else None
 
     def _evaluate(self, stage: str, model: Optional[LightningModule], dataloaders: Any, ckpt_path: Optional[str],
-                  verbose: bool, datamodule: Optional[LightningDataModule]) -> list:
+                  verbose: bool, datamodule: Optional[LightningDataModule], weights_only: Optional[bool]) -> list:
+        _check_weights_only(weights_only)
         if self.strategy.spawns_processes:
-            return launcher.spawn(self, "_evaluate", (stage, model, dataloaders, ckpt_path, verbose, datamodule), model)
+            return launcher.spawn(self, "_evaluate", (stage, model, dataloaders, ckpt_path, verbose, datamodule,
+                                                      weights_only), model)
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         if model is None and ckpt_path is None and self.state.fn == "fit" and getattr(
@@ -298,7 +322,8 @@ class Trainer:
                                           "batch_idx); define it.")
             if not loaders:
                 raise ValueError(_no_data_message(stage, module, self.datamodule))
-            self._load_weights(ckpt_path)
+            self._load_weights(ckpt_path, weights_only)
+            self._log_hyperparams(module)
             self.state.stage = stage
             limits = self.num_val_batches if stage == "validate" else self.num_test_batches
             results = loops.run_evaluation(self, stage, loaders, limits)
@@ -324,6 +349,8 @@ class Trainer:
         self.datamodule = datamodule if datamodule is not None else (self.datamodule if fn != "fit" else None)
         self.state = TrainerState(fn=fn, status="running")
         self.should_stop = False
+        self._signals.received = None  # received_sigterm speaks of this run
+        self._reset_metrics()  # as Lightning: each run's metrics only (after test(), no train_loss)
         model.trainer = self
         if self.datamodule is not None:
             self.datamodule.trainer = self
@@ -381,7 +408,9 @@ class Trainer:
             model.teardown(stage)
             if self.datamodule is not None:
                 self.datamodule.teardown(stage)
-            self._train_results = None
+            if self._train_results is not None and self.state.status != "failed":
+                self._store_metrics(self._train_results.step_metrics())  # stopped mid-epoch: its last step's values
+            self._train_results = self._eval_results = None
             model._log_store = None
         for lg in self._loggers:
             lg.finalize("success")
@@ -452,6 +481,7 @@ class Trainer:
                 cb.on_sanity_check_end(self, self.lightning_module)
         finally:
             self.sanity_checking = False
+        self._reset_metrics()  # as Lightning: the sanity check's values are seen during it, then dropped
 
     # --- data -------------------------------------------------------------------------------------------
     def _data_source(self, kind: str, explicit: Any, module: LightningModule) -> Any:
@@ -513,13 +543,11 @@ class Trainer:
         counts = [_num_batches(dl, limit, f"limit_{kind}_batches") for dl in loaders]
         for dl in loaders:
             shield_workers(dl)
+        self._eval_logged_steps = {}  # the step index of values logged per evaluation step, per dataloader
         if stage == "validate":
             self.val_dataloaders = loaders[0] if len(loaders) == 1 else loaders
             self._val_loaders, self._val_limits, self.num_val_batches = loaders, counts, counts
             has_step = is_overridden("validation_step", module, LightningModule)
-            if loaders and not has_step and self.state.fn == "fit":
-                warnings.warn(f"Validation data was given but {type(module).__name__} has no validation_step; "
-                              "validation is skipped. Define validation_step to validate.", stacklevel=3)
             self._val_enabled = bool(loaders) and has_step and sum(counts) > 0
         elif stage == "test":
             self.test_dataloaders = loaders[0] if len(loaders) == 1 else loaders
@@ -528,6 +556,23 @@ class Trainer:
             self.predict_dataloaders = loaders[0] if len(loaders) == 1 else loaders
             self.num_predict_batches = counts
         return loaders
+
+    def _warn_about_fit_config(self, module: LightningModule) -> None:
+        """Lightning's warnings about a fit's set-up, said once per fit (never per step)."""
+        has_val_data = self._sources.get("validate") is not None
+        has_val_step = is_overridden("validation_step", module, LightningModule)
+        if has_val_data and not has_val_step:
+            rank_zero_warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop.",
+                           stacklevel=4)
+        if has_val_step and not has_val_data:
+            rank_zero_warn("You defined a `validation_step` but have no `val_dataloader`. Skipping val loop.",
+                           PossibleUserWarning, stacklevel=4)
+        n = self.num_training_batches
+        if self._loggers and n < self.log_every_n_steps and not self.fast_dev_run:
+            rank_zero_warn(f"The number of training batches ({n}) is smaller than the logging interval "
+                           f"Trainer(log_every_n_steps={self.log_every_n_steps}). Set a lower value for "
+                           "log_every_n_steps if you want to see logs for the training epoch.",
+                           PossibleUserWarning, stacklevel=4)
 
     def _compute_val_check_batch(self) -> int:
         interval = self.val_check_interval
@@ -621,14 +666,21 @@ class Trainer:
                       if os.path.isfile(c) or (os.path.isdir(c) and self.strategy.save_needs_all_ranks)]
         return max(candidates, key=os.path.getmtime) if candidates else None
 
-    def _load_weights(self, ckpt_path: Optional[str]) -> None:
+    def _load_weights(self, ckpt_path: Optional[str], weights_only: Optional[bool] = None) -> None:
         """validate/test/predict with ``ckpt_path``: load that checkpoint's weights into the model."""
         path = self._resolve_ckpt_path(ckpt_path)
         if path is None:
             return
-        _ckpt.load_weights(self.lightning_module, self.strategy.load_checkpoint(path, self._device), path,
+        _ckpt.load_weights(self.lightning_module, self._read_checkpoint(path, weights_only), path,
                            strategy=self.strategy)
         self.ckpt_path = str(path)
+
+    def _read_checkpoint(self, path: Any, weights_only: Optional[bool]) -> dict:
+        """The checkpoint at ``path``: through the strategy (a sharded one reads its folder), or, when the caller
+        asked for ``weights_only=False``, fully unpickled (a sharded folder holds no pickled objects)."""
+        if weights_only is False and not self.strategy.save_needs_all_ranks:
+            return _ckpt.load_checkpoint(path, self._device, weights_only=False)
+        return self.strategy.load_checkpoint(path, self._device)
 
     # --- optimisation helpers used by the loop and by manual optimisation ------------------------------------
     def _optimizer_step(self, optimizer: torch.optim.Optimizer, **kwargs: Any) -> Any:
@@ -654,51 +706,73 @@ class Trainer:
             raise ValueError(f"gradient_clip_algorithm={algorithm!r} must be 'norm' or 'value'.")
 
     # --- metrics -------------------------------------------------------------------------------------------
-    def _store_epoch_values(self, callback: dict, pbar: dict) -> None:
+    def _store_metrics(self, views: tuple) -> None:
+        """Keep (callback, logger, progress bar) values of a finished step or epoch in the three views."""
+        callback, logged, pbar = views
         self._epoch_metrics.update(callback)
+        self._logged_metrics.update(logged)
         self._epoch_pbar.update(pbar)
-        if self._train_results is not None and self._evaluating is None:
-            self._train_results = None  # the epoch is reduced: its step values are no longer "live"
 
-    def _log_metrics(self, values: dict, step: int) -> None:
-        """Send values to every logger: the only place training metrics become Python floats."""
-        self._logged_metrics.update(values)
+    def _reset_metrics(self) -> None:
+        self._epoch_metrics, self._logged_metrics, self._epoch_pbar = {}, {}, {}
+
+    def _live_views(self) -> list:
+        return [r.live_metrics() for r in (self._train_results, self._eval_results) if r is not None]
+
+    def _log_metrics(self, values: dict, step: int, add_epoch: bool = True) -> None:
+        """Send values to every logger: the only place training metrics become Python floats. Values logged
+        per step in validation/test go out without 'epoch', at their batch index, as in Lightning."""
         if not values or not self._loggers:
             return
         metrics = to_float(values)
-        metrics["epoch"] = self.current_epoch
+        if add_epoch:
+            metrics["epoch"] = self.current_epoch
         for lg in self._loggers:
             lg.log_metrics(metrics, step)
 
     def _log_hyperparams(self, module: LightningModule) -> None:
-        if not self._loggers:
+        """As Lightning at the start of every run (fit, validate, test, predict) unless
+        ``Trainer(enable_autolog_hparams=False)``: the module's and datamodule's hyperparameters to every logger
+        (unless ``save_hyperparameters(logger=False)``), then the model graph."""
+        if not self._loggers or not self.enable_autolog_hparams:
             return
-        params = dict(module.hparams) if getattr(module, "_log_hyperparams", True) else {}
-        if self.datamodule is not None:
-            params.update(self.datamodule.hparams)
+        dm = self.datamodule
+        from_module = getattr(module, "_log_hyperparams", True)
+        from_dm = dm is not None and getattr(dm, "_log_hyperparams", True)
+        params = dict(module.hparams) if from_module else {}
+        if from_dm:
+            params.update(dm.hparams)
         for lg in self._loggers:
-            lg.log_hyperparams(params)
+            if from_module or from_dm:
+                lg.log_hyperparams(params)
             lg.log_graph(module)  # a no-op unless the logger draws graphs (TensorBoardLogger(log_graph=True))
             lg.save()
 
     @property
     def callback_metrics(self) -> dict:
-        """Every metric's latest value (tensors): epoch values, and step values of the running epoch."""
+        """The metrics callbacks monitor (tensors), as in Lightning: each run starts empty; the latest epoch values
+        under 'x' (and 'x_epoch' when also logged per step), the latest training step values under 'x_step'.
+        Evaluation step values are not here (they are in ``logged_metrics``)."""
         metrics = dict(self._epoch_metrics)
-        if self._train_results is not None:
-            metrics.update(self._train_results.live_callback_values())
+        for callback, _, _ in self._live_views():
+            metrics.update(callback)
         return metrics
 
     @property
     def logged_metrics(self) -> dict:
-        return dict(self._logged_metrics)
+        """The latest value of everything sent to the loggers in this run (tensors)."""
+        metrics = dict(self._logged_metrics)
+        for _, logged, _ in self._live_views():
+            metrics.update(logged)
+        return metrics
 
     @property
     def progress_bar_metrics(self) -> dict:
+        """The values logged with ``prog_bar=True``, as Python numbers (reading them syncs with the device)."""
         metrics = dict(self._epoch_pbar)
-        if self._train_results is not None:
-            metrics.update(self._train_results.live_prog_bar_values())
-        return metrics
+        for _, _, pbar in self._live_views():
+            metrics.update(pbar)
+        return to_float(metrics)
 
     # --- properties users read -----------------------------------------------------------------------------
     @property
@@ -781,6 +855,11 @@ class Trainer:
     @property
     def interrupted(self) -> bool:
         return self.state.status == "interrupted"
+
+    @property
+    def received_sigterm(self) -> bool:
+        """Whether this run (fit) received SIGTERM; ember then saves last.ckpt and leaves with exit code 143."""
+        return self._signals.received_sigterm
 
     @property
     def logger(self) -> Any:
@@ -916,6 +995,12 @@ def _resolve_strategy(strategy: Any, device_type: str, device_indices: list, num
     return chosen
 
 
+def _check_weights_only(value: Any) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"weights_only={value!r} must be None, True or False (False unpickles the whole checkpoint "
+                         "file, which runs code named in it: only for files you trust).")
+
+
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"Trainer({name}={value!r}) must be an int >= {minimum}.")
@@ -936,6 +1021,9 @@ def _num_batches(loader: Any, limit: Union[int, float, None], name: str) -> Unio
         length: Union[int, float] = len(loader)
     except TypeError:
         length = math.inf
+    if length == 0:  # as Lightning, which sums the lengths over ranks first
+        rank_zero_warn(f"Total length of `{type(loader).__name__}` across ranks is zero. Please make sure this was "
+                       "your intention.", stacklevel=5)
     if limit is None:
         return length
     if isinstance(limit, int):
