@@ -342,6 +342,12 @@ def test_hparams_yaml_is_safe_yaml_and_loads_back(trained, tmp_path, trainer_kwa
     assert loaded.hparams.activation is torch.nn.functional.silu and loaded.hparams.mode is Mode.FAST
 
 
+OBJECTS = {"net": nn.Linear(2, 2), "optimizer": functools.partial(torch.optim.Adam, lr=0.1), "encoder": Encoder,
+           "args": argparse.Namespace(depth=3), "mode": Mode.FAST, "lr": 0.1}
+AS_TEXT = {"net": "torch.nn.modules.linear.Linear", "optimizer": "functools.partial(torch.optim.adam.Adam, lr=0.1)",
+           "encoder": f"{__name__}.Encoder", "mode": "Mode.FAST"}
+
+
 def test_tensorboard_shows_objects_as_text(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -350,8 +356,7 @@ def test_tensorboard_shows_objects_as_text(tmp_path):
     from ember.loggers import TensorBoardLogger
 
     logger = TensorBoardLogger(tmp_path)
-    logger.log_hyperparams({"net": nn.Linear(2, 2), "optimizer": functools.partial(torch.optim.Adam, lr=0.1),
-                            "encoder": Encoder, "args": argparse.Namespace(depth=3), "mode": Mode.FAST})
+    logger.log_hyperparams(OBJECTS)
     logger.finalize("success")
     with open(os.path.join(logger.log_dir, "hparams.yaml")) as f:
         assert yaml.safe_load(f)["encoder"] == {"_ember_object_": "class", "target": f"{__name__}.Encoder"}
@@ -360,9 +365,41 @@ def test_tensorboard_shows_objects_as_text(tmp_path):
     start = next(plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
                  for tag, content in events.PluginTagToContent("hparams").items() if "session_start" in tag)
     shown = {k: v.string_value or v.number_value for k, v in start.hparams.items()}
-    assert shown == {"net": "torch.nn.modules.linear.Linear", "encoder": f"{__name__}.Encoder",
-                     "optimizer": "functools.partial(torch.optim.adam.Adam, lr=0.1)", "args/depth": 3,
-                     "mode": "Mode.FAST"}
+    assert shown == {**AS_TEXT, "args/depth": 3, "lr": 0.1}
+
+
+def test_mlflow_params_show_objects_as_text(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from ember.loggers import MLFlowLogger
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = f"file:{tmp_path / 'mlruns'}"
+    logger = MLFlowLogger("hparams", tracking_uri=uri)
+    logger.log_hyperparams(OBJECTS)
+    logger.finalize("success")
+    params = MlflowClient(uri).get_run(logger.run_id).data.params
+    assert params == {**AS_TEXT, "args/depth": "3", "lr": "0.1"}
+
+
+def test_wandb_config_shows_objects_as_text():
+    pytest.importorskip("wandb")
+    from ember.loggers import WandbLogger
+
+    class Run:  # a W&B run as WandbLogger(experiment=...) receives it: only its config is used here
+        def __init__(self):
+            self.config = self
+
+        def update(self, params, allow_val_change=False):
+            self.params = params
+
+        def define_metric(self, *args, **kwargs):
+            pass
+
+    run = Run()
+    WandbLogger(experiment=run).log_hyperparams(OBJECTS)
+    assert run.params == {**AS_TEXT, "args": {"depth": 3}, "lr": 0.1}
 
 
 # --- the data module ----------------------------------------------------------------------------------------
