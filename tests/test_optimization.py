@@ -3,6 +3,7 @@ form, manual optimisation, what training_step may return, and the stopping rules
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import pytest
@@ -418,8 +419,9 @@ def test_training_step_returning_none_skips_every_batch(trainer_kwargs):
     model = Returns(lambda loss: None)
     before = copy.deepcopy(model.state_dict())
     trainer = ember.Trainer(max_epochs=2, **trainer_kwargs)
-    trainer.fit(model, random_loader())
-    assert trainer.global_step == 0
+    with pytest.warns(UserWarning, match="`training_step` returned `None`"):
+        trainer.fit(model, random_loader())
+    assert trainer.global_step == 16  # as Lightning: each skipped batch's optimizer step counts, and moves nothing
     for key, value in before.items():
         assert torch.equal(model.state_dict()[key], value)
 
@@ -427,9 +429,17 @@ def test_training_step_returning_none_skips_every_batch(trainer_kwargs):
 def test_training_step_returning_none_skips_only_that_batch(trainer_kwargs):
     model = Returns(lambda loss: None)
     model.training_step = lambda batch, batch_idx: None if batch_idx % 2 else model._loss(batch)
+    reference = copy.deepcopy(model.layer)
     trainer = ember.Trainer(max_epochs=1, **trainer_kwargs)
-    trainer.fit(model, random_loader())
-    assert trainer.global_step == 4
+    with pytest.warns(UserWarning, match="`training_step` returned `None`"):
+        trainer.fit(model, random_loader())
+    assert trainer.global_step == 8
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)  # by hand: the even batches alone
+    for x, y in itertools.islice(random_loader(), 0, None, 2):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(reference(x), y).backward()
+        optimizer.step()
+    assert torch.equal(model.layer.weight, reference.weight)
 
 
 def test_training_step_returning_dict_with_loss(trainer_kwargs):
