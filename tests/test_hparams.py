@@ -9,6 +9,7 @@ import enum
 import functools
 import os
 import pathlib
+import pickle
 import sys
 
 import pytest
@@ -314,10 +315,12 @@ def test_weights_only_false_unpickles_a_trusted_file(tmp_path):
     model = Model(functools.partial(torch.optim.SGD, lr=0.3))
     path = tmp_path / "lightning.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
-    with pytest.raises(Exception, match="weights_only"):
+    with pytest.raises(pickle.UnpicklingError, match="weights_only"):
         Model.load_from_checkpoint(path)  # weights_only=None is the safe load
-    with pytest.raises(Exception, match="weights_only"):
+    with pytest.raises(pickle.UnpicklingError, match="weights_only"):
         Model.load_from_checkpoint(path, weights_only=True)
+    with pytest.raises(ValueError, match="weights_only='no'"):
+        Model.load_from_checkpoint(path, weights_only="no")
     loaded = Model.load_from_checkpoint(path, weights_only=False)
     assert loaded.hparams.optimizer.func is torch.optim.SGD and loaded.hparams.optimizer.keywords == {"lr": 0.3}
 

@@ -486,26 +486,16 @@ def load_from_checkpoint(cls: type, checkpoint_path: Any, map_location: Any, hpa
     """
     from ember.trainer.checkpoint import load_checkpoint
 
-    if weights_only is False:
-        checkpoint = _load_trusted(checkpoint_path, map_location)
-        import_objects = True if import_objects is None else import_objects
-    else:
-        checkpoint = load_checkpoint(checkpoint_path, map_location=map_location)
+    if weights_only is not None and not isinstance(weights_only, bool):
+        raise ValueError(f"load_from_checkpoint(weights_only={weights_only!r}): use None or True (read with "
+                         "torch.load(weights_only=True)) or False (unpickle the whole file: only for files you trust).")
+    if import_objects is not None and not isinstance(import_objects, bool):
+        raise ValueError(f"load_from_checkpoint(import_objects={import_objects!r}): use True or False.")
+    checkpoint = load_checkpoint(checkpoint_path, map_location=map_location, weights_only=weights_only)
+    if weights_only is False and import_objects is None:
+        import_objects = True  # the caller trusts the file with more than imports already
     stored = checkpoint.get(hparams_key) or {}
     if hparams_file is not None:
         stored = read_hparams_file(hparams_file)  # replaces the checkpoint's, as in Lightning
     values = init_kwargs(cls, stored, checkpoint.get(hparams_name_key), kwargs, bool(import_objects))
     return cls(**values), checkpoint
-
-
-def _load_trusted(path: Any, map_location: Any) -> dict:
-    """``torch.load(weights_only=False)``: the caller asked for it and trusts the file."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint file not found: {path}")
-    if map_location is None and not torch.cuda.is_available():
-        map_location = "cpu"
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(checkpoint, dict):
-        raise TypeError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict.")
-    return checkpoint
