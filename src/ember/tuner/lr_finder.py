@@ -20,6 +20,7 @@ import torch
 
 from ember.tuner._common import (_attr_holders, _isolated, _lifecycle_once, _set_attr, _Snapshot,
                                  _SnapshotAtStart, _trial_trainer)
+from ember.utilities.rank_zero import rank_zero_warn
 
 log = logging.getLogger(__name__)
 
@@ -258,11 +259,11 @@ def lr_find(trainer: Any, model: Any, train_dataloaders: Any = None, val_dataloa
     if sweep.diverged:
         log.info("LR finder stopped early after %d steps because the loss diverged.", len(sweep.lrs))
     elif len(sweep.lrs) < num_training and sweeper.current_epoch >= trainer.max_epochs >= 0:
-        warnings.warn(
+        rank_zero_warn(
             f"lr_find(num_training={num_training}) ran {len(sweep.lrs)} steps: "
             f"Trainer(max_epochs={trainer.max_epochs}) ends the sweep after {trainer.max_epochs} epoch(s) of "
             f"{sweeper.num_training_batches} training batches. "
-            "Raise max_epochs (or the data) on the Trainer you tune with, or lower num_training.", stacklevel=3)
+            "Raise max_epochs (or the data) on the Trainer you tune with, or lower num_training.", stacklevel=4)
     finder.results = {"lr": sweep.lrs, "loss": sweep.losses}
     finder._total_batch_idx = sweep.batches
 
