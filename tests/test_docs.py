@@ -39,7 +39,8 @@ def test_api_reference_names_every_public_name():
 
 
 def _links():
-    for page in PAGES + [ROOT / "README.md"]:
+    # the READMEs that docs/mkdocs_hooks.py brings into the site are pages there too
+    for page in PAGES + [ROOT / "README.md", ROOT / "examples" / "README.md", ROOT / "benchmarks" / "README.md"]:
         for target in _LINK.findall(page.read_text()):
             if re.match(r"^[a-z]+:", target) or target.startswith("#"):
                 continue  # external URLs and same-page anchors
