@@ -325,6 +325,29 @@ def test_weights_only_false_unpickles_a_trusted_file(tmp_path):
     assert loaded.hparams.optimizer.func is torch.optim.SGD and loaded.hparams.optimizer.keywords == {"lr": 0.3}
 
 
+Point = __import__("collections").namedtuple("Point", "x y")
+ODD_VALUES = [
+    nn.Linear(1, 1), [nn.ReLU()], Encoder, torch.relu, nn.functional.silu, functools.partial(torch.optim.SGD, lr=0.1),
+    functools.partial(functools.partial(torch.optim.SGD, lr=0.1), momentum=0.9), Mode.FAST, Head(), Point(1, 2),
+    argparse.Namespace(a=1, b=[Encoder]), pathlib.Path("/data"), pathlib.PurePosixPath("x"), lambda x: x,
+    {nn.Linear: 1, (1, "a"): 2, torch.float32: 3}, {Encoder, Head}, frozenset({1, 2}), (1, (2, torch.tanh)),
+    torch.ones(2, requires_grad=True), torch.float16, torch.device("cpu"), torch.Size([2, 3]), 3 + 4j, b"raw",
+    __import__("numpy").float32(1.5), __import__("numpy").arange(3), __import__("collections").OrderedDict(a=1),
+    __import__("collections").defaultdict(list, a=[1]), object(), sys.stdout, range(3), Ellipsis, print,
+    str.upper, "text".upper, type, int, __import__("fractions").Fraction(1, 3), __import__("decimal").Decimal("1.5"),
+]
+
+
+@pytest.mark.parametrize("value", ODD_VALUES, ids=lambda v: type(v).__name__)
+def test_any_value_gives_a_weights_only_checkpoint_and_safe_yaml(value, tmp_path):
+    from ember._hparams import hparams_for_checkpoint, hparams_for_display, hparams_for_yaml
+
+    torch.save({"hyper_parameters": hparams_for_checkpoint({"value": value})}, tmp_path / "c.ckpt")
+    torch.load(tmp_path / "c.ckpt", weights_only=True)
+    assert yaml.safe_load(yaml.safe_dump(hparams_for_yaml({"value": value}))).keys() == {"value"}
+    hparams_for_display({"value": value})
+
+
 # --- loggers --------------------------------------------------------------------------------------------------
 def test_hparams_yaml_is_safe_yaml_and_loads_back(trained, tmp_path, trainer_kwargs):
     model = _template(activation=torch.nn.functional.silu)

@@ -173,12 +173,12 @@ def describe(value: Any, for_yaml: bool = False) -> Any:
     and sets as lists, every key as a scalar.
     """
     if value is None or type(value) in _SCALARS:
-        return value
+        return str(value) if for_yaml and type(value) is complex else value
     if isinstance(value, enum.Enum):
         path = import_path(type(value))
         return {OBJECT_KEY: "enum", "target": path, "name": value.name} if path else _object(value)
     if isinstance(value, _SCALARS):  # a subclass of int, str... (numpy.float64): its plain value
-        return next(t for t in _SCALARS if isinstance(value, t))(value)
+        return describe(next(t for t in _SCALARS if isinstance(value, t))(value), for_yaml)
     if isinstance(value, torch.Tensor):
         return value.tolist() if for_yaml else value
     if isinstance(value, (torch.dtype, torch.device)):
@@ -222,9 +222,13 @@ def describe(value: Any, for_yaml: bool = False) -> Any:
 
 
 def _key(key: Any, for_yaml: bool) -> Any:
-    if for_yaml and not isinstance(key, (str, int, float, bool)):
-        return str(key)
-    return key
+    """A dict key as plain data: a scalar (or, in a checkpoint, a tuple of them) as it is, else its text."""
+    if key is None or type(key) in _SCALARS:
+        return key if not (for_yaml and isinstance(key, (complex, bytes))) else str(key)
+    if not for_yaml and type(key) is tuple and all(k is None or type(k) in _SCALARS for k in key):
+        return key
+    text = description_text(describe(key))
+    return text if isinstance(text, str) else str(key)
 
 
 def _safe_path_type(value: pathlib.PurePath) -> str:
