@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -127,3 +128,189 @@ def test_ember_help_lists_the_commands_and_rejects_unknown_ones(capsys):
     assert main(["frobnicate"]) == 2 and "commands are: demo, fit" in capsys.readouterr().err
 
 # `ember demo` through the console command: tests/test_demo.py::test_ember_command_runs_the_demo
+
+
+# --- LightningArgumentParser: what LightningCLI subclasses in real programs do ------------------------------
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import ember  # noqa: E402
+from ember.callbacks import ModelCheckpoint  # noqa: E402
+from ember.cli import OptimizerCallable  # noqa: E402
+
+
+class Blobs(ember.LightningDataModule):
+    """Three classes of points; the model learns num_classes from here (a link applied on instantiation)."""
+
+    def __init__(self, batch_size: int = 16):
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_classes = 3
+
+    def _loader(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(48, 4, generator=g)
+        return DataLoader(TensorDataset(x, x[:, :3].argmax(1)), batch_size=self.batch_size)
+
+    def train_dataloader(self):
+        return self._loader()
+
+    def val_dataloader(self):
+        return self._loader()
+
+
+class Classifier(ember.LightningModule):
+    def __init__(self, num_classes: int, hidden: int = 8, optimizer: OptimizerCallable = torch.optim.SGD):
+        super().__init__()
+        self.num_classes, self.optimizer = num_classes, optimizer
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, num_classes))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.cross_entropy(self.net(x), y))
+
+    def configure_optimizers(self):
+        return self.optimizer(self.parameters(), lr=0.1)
+
+
+class ProjectCLI(LightningCLI):
+    """The shape of Lightning's documented examples and project templates."""
+
+    events: list = []
+
+    def add_arguments_to_parser(self, parser):
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": "val_loss", "checkpoint.save_top_k": 2})
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.add_optimizer_args(torch.optim.Adam)
+        parser.add_lr_scheduler_args(torch.optim.lr_scheduler.StepLR)
+
+    def before_instantiate_classes(self):
+        self.events.append("before_instantiate_classes")
+
+    def after_instantiate_classes(self):
+        self.events.append("after_instantiate_classes")
+
+    def before_fit(self):
+        self.events.append(f"before_fit:{self.trainer.global_step}")
+
+    def after_fit(self):
+        self.events.append(f"after_fit:{self.trainer.global_step}")
+
+
+def test_a_cli_subclass_adds_a_callback_group_links_data_to_model_and_sets_the_optimizer(tmp_path):
+    ProjectCLI.events = []
+    with pytest.warns(UserWarning, match="Classifier.configure_optimizers` will be overridden"):
+        cli = ProjectCLI(Classifier, Blobs, args=["fit", *_tiny(tmp_path), "--checkpoint.filename=best-{epoch}",
+                                                  "--optimizer.lr=0.02", "--lr_scheduler.step_size=1",
+                                                  "--lr_scheduler.gamma=0.5"])
+    assert ProjectCLI.events == ["before_instantiate_classes", "after_instantiate_classes", "before_fit:0",
+                                 "after_fit:2"]
+    assert cli.model.num_classes == 3 and cli.model.net[-1].out_features == 3  # linked from the datamodule
+    checkpoints = [c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor == "val_loss"]
+    assert len(checkpoints) == 1 and checkpoints[0].save_top_k == 2  # the default set in add_arguments_to_parser
+    assert os.path.basename(checkpoints[0].best_model_path).startswith("best-epoch=0")
+    optimizer = cli.trainer.optimizers[0]
+    assert type(optimizer) is torch.optim.Adam and optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # 1 step
+    assert type(cli.trainer.lr_scheduler_configs[0].scheduler).__name__ == "StepLR"
+    saved = yaml.safe_load(open(os.path.join(cli.trainer.log_dir, "config.yaml")))
+    assert saved["checkpoint"]["monitor"] == "val_loss" and saved["optimizer"]["lr"] == 0.02
+    assert saved["lr_scheduler"]["step_size"] == 1 and "num_classes" not in saved["model"]  # a link target
+
+
+def test_a_config_file_fills_the_groups_and_the_command_line_wins(tmp_path):
+    config = tmp_path / "conf.yaml"
+    config.write_text(yaml.safe_dump({"checkpoint": {"monitor": "train_loss", "mode": "min"},
+                                      "optimizer": {"lr": 0.3}, "model": {"hidden": 5},
+                                      "lr_scheduler": {"step_size": 4}}))
+    cli = ProjectCLI(Classifier, Blobs, run=False, args=[f"--config={config}", "--optimizer.lr=0.4", *_tiny(tmp_path)])
+    assert cli.config.checkpoint.monitor == "train_loss" and cli.config.optimizer.lr == 0.4
+    assert cli.model.net[0].out_features == 5
+    optimizer = cli.model.configure_optimizers()[0][0]  # the CLI's optimizer and scheduler replace the model's
+    assert type(optimizer) is torch.optim.Adam and optimizer.param_groups[0]["lr"] == 0.4
+    assert cli.model.configure_optimizers()[1][0].step_size == 4
+
+
+def test_an_optimizer_callable_in_the_model_is_chosen_by_class_path(tmp_path):
+    cli = LightningCLI(Classifier, Blobs, run=False, auto_configure_optimizers=False,
+                       args=["--model.num_classes=3", "--model.optimizer=Adagrad", "--model.optimizer.lr_decay=0.1",
+                             *_tiny(tmp_path)])
+    optimizer = cli.model.configure_optimizers()
+    assert type(optimizer) is torch.optim.Adagrad and optimizer.defaults["lr_decay"] == 0.1
+
+
+def test_reduce_lr_on_plateau_from_the_command_line_monitors_its_metric(tmp_path):
+    cli = LightningCLI(Classifier, Blobs, run=False,
+                       args=["--model.num_classes=3", "--optimizer=SGD", "--optimizer.lr=0.1",
+                             "--lr_scheduler=ReduceLROnPlateau", "--lr_scheduler.monitor=val_loss", *_tiny(tmp_path)])
+    configured = cli.model.configure_optimizers()
+    assert configured["lr_scheduler"]["monitor"] == "val_loss"
+    assert isinstance(configured["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def test_trainer_defaults_and_per_subcommand_default_config_files(tmp_path):
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text(yaml.safe_dump({"model": {"hidden": 6}}))
+    cli = LightningCLI(Classifier, Blobs, args=["fit", "--model.num_classes=3", *_tiny(tmp_path)[1:]],
+                       trainer_defaults={"max_epochs": 2}, seed_everything_default=3,
+                       parser_kwargs={"fit": {"default_config_files": [str(defaults)]}})
+    assert cli.trainer.max_epochs == 2 and cli.trainer.global_step == 4
+    assert cli.model.net[0].out_features == 6 and cli.config.fit.seed_everything == 3
+
+
+def test_add_lightning_class_args_refuses_other_classes_and_the_parser_is_jsonargparse(tmp_path):
+    import jsonargparse
+
+    from ember.cli import LightningArgumentParser
+
+    assert issubclass(LightningArgumentParser, jsonargparse.ArgumentParser)
+    parser = LightningArgumentParser()
+    with pytest.raises(TypeError, match=r"expected a Trainer, LightningModule.*add_class_arguments"):
+        parser.add_lightning_class_args(torch.nn.Linear, "layer")
+    with pytest.raises(TypeError, match="not a subclass of Optimizer"):
+        parser.add_optimizer_args(torch.nn.Linear)
+
+
+def test_import_ember_cli_does_not_load_jsonargparse():
+    code = ("import sys, ember.cli; from ember.cli import LightningCLI, OptimizerCallable, ReduceLROnPlateau; "
+            "print('jsonargparse' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60)
+    assert done.stdout.split() == ["False"], done.stderr
+
+
+def test_ember_fit_imports_the_model_from_the_current_folder(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "ember")
+    if not os.path.isfile(script):
+        pytest.skip("the `ember` console script is not installed beside this Python")
+    (tmp_path / "mymodule.py").write_text(textwrap.dedent("""
+        import torch
+        import ember
+
+        class Model(ember.LightningModule):
+            def __init__(self, lr: float = 0.1):
+                super().__init__()
+                self.lr, self.layer = lr, torch.nn.Linear(2, 1)
+
+            def training_step(self, batch, batch_idx):
+                return self.layer(batch[0]).pow(2).mean()
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+        class Data(ember.LightningDataModule):
+            def train_dataloader(self):
+                return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=4)
+    """))
+    env = {k: v for k, v in _env().items()}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.abspath(p) != str(tmp_path))
+    done = subprocess.run([script, "fit", "--model", "mymodule.Model", "--data", "mymodule.Data", *_tiny(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    saved = yaml.safe_load(open(next(tmp_path.rglob("config.yaml"))))
+    assert saved["model"]["class_path"] == "mymodule.Model"

@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Optional, Union
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+import torch
 
 from ember.callbacks.callback import Callback
 from ember.datamodule import LightningDataModule
 from ember.module import LightningModule
 from ember.seed import seed_everything
 from ember.trainer.trainer import Trainer
+
+__all__ = ["ArgsType", "LRSchedulerCallable", "LRSchedulerTypeUnion", "LightningArgumentParser", "LightningCLI",
+           "OptimizerCallable", "ReduceLROnPlateau", "SaveConfigCallback", "instantiate_class", "main"]
 
 _COMMANDS = {
     "demo": "train a small CNN on scikit-learn's bundled handwritten digits",
@@ -34,8 +40,37 @@ _COMMANDS = {
     "plot": "draw the curves of a run: ember plot lightning_logs/version_0 [-o curves.png]",
     "run": "run an unmodified Lightning program on ember: ember run train.py [args] (or -m package.module)",
 }
-# the Trainer method arguments that the CLI fills itself, so they are not command-line arguments
-_FILLED_BY_CLI = {"model", "train_dataloaders", "val_dataloaders", "dataloaders", "datamodule"}
+
+
+class ReduceLROnPlateau(torch.optim.lr_scheduler.ReduceLROnPlateau):
+    """torch's ReduceLROnPlateau that also names the metric it watches, so a config can choose it.
+
+    ``--lr_scheduler ReduceLROnPlateau --lr_scheduler.monitor val_loss``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, monitor: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(optimizer, *args, **kwargs)
+        self.monitor = monitor
+
+
+# the scheduler classes the CLI accepts (torch's ReduceLROnPlateau has no monitor: use the one above)
+LRSchedulerTypeTuple = (torch.optim.lr_scheduler.LRScheduler, ReduceLROnPlateau)
+LRSchedulerTypeUnion = Union[torch.optim.lr_scheduler.LRScheduler, ReduceLROnPlateau]
+# type hints for dependency injection: `def __init__(self, optimizer: OptimizerCallable = torch.optim.Adam)`, then
+# `self.optimizer(self.parameters())` in configure_optimizers; a config gives `optimizer: {class_path: SGD, ...}`
+OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]
+LRSchedulerCallable = Callable[[torch.optim.Optimizer], LRSchedulerTypeUnion]
+ArgsType = Optional[Union[List[str], Dict[str, Any]]]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LightningArgumentParser":  # a jsonargparse subclass: jsonargparse loads on first use only
+        _import_jsonargparse()
+        from ember._cli_parser import LightningArgumentParser
+
+        globals()[name] = LightningArgumentParser
+        return LightningArgumentParser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _import_jsonargparse() -> Any:
@@ -47,34 +82,61 @@ def _import_jsonargparse() -> Any:
     return jsonargparse
 
 
+def instantiate_class(args: Any, init: dict) -> Any:
+    """Build ``init["class_path"](*args, **init["init_args"])``: ``instantiate_class(model.parameters(), config)``."""
+    import importlib
+
+    module, _, name = init["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    return cls(*(args if isinstance(args, tuple) else (args,)), **dict(init.get("init_args") or {}))
+
+
 class SaveConfigCallback(Callback):
     """Writes the resolved config of a run as ``config.yaml`` into ``trainer.log_dir`` when the run sets up.
 
     ``ember fit --config <log_dir>/config.yaml`` repeats the run. An existing file is never overwritten unless
     ``overwrite=True``: a second run into the same folder would otherwise erase the record of the first.
+    Subclass and override ``save_config`` to store the config elsewhere too (a logger); with
+    ``save_to_log_dir=False`` only ``save_config`` runs.
     """
 
     def __init__(self, parser: Any, config: Any, config_filename: str = "config.yaml", overwrite: bool = False,
-                 multifile: bool = False) -> None:
+                 multifile: bool = False, save_to_log_dir: bool = True) -> None:
         self.parser, self.config = parser, config
         self.config_filename, self.overwrite, self.multifile = config_filename, overwrite, multifile
+        self.save_to_log_dir = save_to_log_dir
         self.already_saved = False
+        if not save_to_log_dir and type(self).save_config is SaveConfigCallback.save_config:
+            raise ValueError("SaveConfigCallback(save_to_log_dir=False) saves nothing unless a subclass overrides "
+                             "save_config(trainer, pl_module, stage); override it, or keep save_to_log_dir=True.")
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if self.already_saved or not trainer.is_global_zero:
+        if self.already_saved:
             return
-        log_dir = trainer.log_dir or trainer.default_root_dir
-        path = os.path.join(log_dir, self.config_filename)
-        if not self.overwrite and os.path.isfile(path):
-            raise RuntimeError(
-                f"SaveConfigCallback found an existing {path} and will not overwrite it: it records an earlier run "
-                "in the same folder. Delete it or choose another trainer.default_root_dir / logger version, pass "
-                "LightningCLI(save_config_kwargs={'overwrite': True}) to replace it, or "
-                "LightningCLI(save_config_callback=None) to save no config."
-            )
-        os.makedirs(log_dir, exist_ok=True)
-        self.parser.save(self.config, path, overwrite=self.overwrite, multifile=self.multifile)
-        self.already_saved = True
+        if self.save_to_log_dir:
+            log_dir = trainer.log_dir or trainer.default_root_dir
+            path = os.path.join(log_dir, self.config_filename)
+            exists = trainer.is_global_zero and not self.overwrite and os.path.isfile(path)
+            strategy = getattr(trainer, "strategy", None)
+            if strategy is not None and hasattr(strategy, "broadcast"):
+                exists = strategy.broadcast(exists)  # every rank stops, not only rank 0
+            if exists:
+                raise RuntimeError(
+                    f"SaveConfigCallback found an existing {path} and will not overwrite it: it records an earlier "
+                    "run in the same folder. Delete it or choose another trainer.default_root_dir / logger version, "
+                    "pass LightningCLI(save_config_kwargs={'overwrite': True}) to replace it, or "
+                    "LightningCLI(save_config_callback=None) to save no config."
+                )
+            if trainer.is_global_zero:
+                os.makedirs(log_dir, exist_ok=True)
+                self.parser.save(self.config, path, skip_none=False, overwrite=self.overwrite,
+                                 multifile=self.multifile)
+        if trainer.is_global_zero:
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Override to store the config somewhere else as well; runs on rank 0 only (no collectives here)."""
 
 
 class LightningCLI:
@@ -84,7 +146,10 @@ class LightningCLI:
     are only built). Arguments: ``--config file.yaml`` (repeatable), ``--print_config``, ``--seed_everything``,
     ``--trainer.*``, ``--model.*``, ``--data.*``, ``--ckpt_path``, and ``--optimizer`` / ``--lr_scheduler``
     (class paths) when ``auto_configure_optimizers``. Afterwards ``cli.model``, ``cli.datamodule``,
-    ``cli.trainer`` and ``cli.config`` hold what was built.
+    ``cli.trainer``, ``cli.config`` (the parsed values) and ``cli.config_init`` (the built objects) hold what was
+    built. A subclass adds arguments in ``add_arguments_to_parser(parser)`` (a ``LightningArgumentParser``) and
+    may define ``before_fit``/``after_fit`` (and the same for each subcommand), ``before_instantiate_classes``,
+    ``after_instantiate_classes``, or override ``configure_optimizers``.
 
     >>> from ember.demo import DigitsCNN, DigitsDataModule
     >>> cli = LightningCLI(DigitsCNN, DigitsDataModule, args=["fit", "--trainer.max_epochs=1"])  # doctest: +SKIP
@@ -96,119 +161,179 @@ class LightningCLI:
         datamodule_class: Optional[Union[type, Callable]] = None,
         save_config_callback: Optional[type] = SaveConfigCallback,
         save_config_kwargs: Optional[dict] = None,
-        trainer_class: type = Trainer,
+        trainer_class: Union[type, Callable] = Trainer,
         trainer_defaults: Optional[dict] = None,
         seed_everything_default: Union[bool, int] = True,
         parser_kwargs: Optional[dict] = None,
+        parser_class: Optional[type] = None,
         subclass_mode_model: bool = False,
         subclass_mode_data: bool = False,
-        args: Optional[Union[list, dict]] = None,
+        args: ArgsType = None,
         run: bool = True,
         auto_configure_optimizers: bool = True,
+        load_from_checkpoint_support: bool = True,
     ) -> None:
-        self._jsonargparse = _import_jsonargparse()
-        self.model_class = model_class or LightningModule
-        self.subclass_mode_model = model_class is None or subclass_mode_model
-        self.datamodule_class = datamodule_class or LightningDataModule
-        self.subclass_mode_data = datamodule_class is None or subclass_mode_data
-        self._datamodule_required = datamodule_class is not None
+        _import_jsonargparse()
         self.save_config_callback = save_config_callback
         self.save_config_kwargs = save_config_kwargs or {}
         self.trainer_class = trainer_class
         self.trainer_defaults = dict(trainer_defaults or {})
         self.seed_everything_default = seed_everything_default
+        self.parser_kwargs = parser_kwargs or {}
+        self.parser_class = parser_class or __getattr__("LightningArgumentParser")
         self.auto_configure_optimizers = auto_configure_optimizers
+        # load_from_checkpoint_support: ember's hparams keep the values __init__ received, so a checkpoint
+        # rebuilds the model without the CLI; accepted for Lightning's signature
+        self.model_class, self._model_class = model_class, model_class or LightningModule
+        self.subclass_mode_model = model_class is None or subclass_mode_model
+        self.datamodule_class, self._datamodule_class = datamodule_class, datamodule_class or LightningDataModule
+        self.subclass_mode_data = datamodule_class is None or subclass_mode_data
 
-        self.parser = self._build_parser(parser_kwargs or {}, run)
-        self.config = self.parser.parse_args(args) if not isinstance(args, dict) else self.parser.parse_object(args)
+        names = self.subcommands()
+        main_kwargs = {k: v for k, v in self.parser_kwargs.items() if k not in names}
+        subparser_kwargs = {k: v for k, v in self.parser_kwargs.items() if k in names}
+        self.setup_parser(run, main_kwargs, subparser_kwargs)
+        self.parse_arguments(self.parser, args)
         self.subcommand = self.config["subcommand"] if run else None
         self._set_seed()
-        instantiate = getattr(self.parser, "instantiate", None) or self.parser.instantiate_classes  # renamed in 4.49
-        self.config_init = instantiate(self.config)
-        self.datamodule = self._get("data")
-        self.model = self._get("model")
-        self._add_configure_optimizers_method()
-        self.trainer = self.instantiate_trainer()
+        self.before_instantiate_classes()
+        self.instantiate_classes()
+        self.after_instantiate_classes()
         if self.subcommand is not None:
             self._run_subcommand(self.subcommand)
 
-    # --- hooks a subclass may override -----------------------------------------------------------------
-    def add_arguments_to_parser(self, parser: Any) -> None:
-        """Add or link arguments (``parser.link_arguments("data.batch_size", "model.batch_size")``)."""
-
-    def subcommands(self) -> dict:
-        """The subcommands and the arguments of the Trainer method each runs that the CLI fills itself."""
-        return {name: _FILLED_BY_CLI for name in ("fit", "validate", "test", "predict")}
-
     # --- the parser --------------------------------------------------------------------------------------
-    def _new_parser(self, **kwargs: Any) -> Any:
-        ja = self._jsonargparse
-        parser = ja.ArgumentParser(**kwargs)
-        parser.add_argument("-c", "--config", action=ja.ActionConfigFile,
+    def init_parser(self, **kwargs: Any) -> Any:
+        """A new ``LightningArgumentParser`` with ``--config``."""
+        from ember import __version__
+
+        jsonargparse = _import_jsonargparse()
+        kwargs.setdefault("dump_header", [f"ember=={__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument("-c", "--config", action=jsonargparse.ActionConfigFile,
                             help="a YAML config file; repeat to merge several (later ones win)")
         return parser
 
-    def _build_parser(self, parser_kwargs: dict, run: bool) -> Any:
-        per_command = {k: v for k, v in parser_kwargs.items() if k in self.subcommands()}
-        common = {k: v for k, v in parser_kwargs.items() if k not in self.subcommands()}
-        main = self._new_parser(**common)
-        if not run:
-            self._add_core_arguments(main)
-            return main
-        subcommands = main.add_subcommands(required=True, dest="subcommand")
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        """Build ``self.parser``: one subparser per subcommand, or (``run=False``) the arguments directly."""
+        self.parser = self.init_parser(**main_kwargs)
+        self._subcommand_parsers: dict = {}
+        self._subcommand_method_arguments: dict = {}
+        if not add_subcommands:
+            self._add_arguments(self.parser)
+            return
+        jsonargparse = _import_jsonargparse()
+        trainer_class = (self.trainer_class if isinstance(self.trainer_class, type)
+                         else jsonargparse.class_from_function(self.trainer_class))
+        subcommands = self.parser.add_subcommands(required=True, dest="subcommand")
         for name, skip in self.subcommands().items():
-            doc = (getattr(self.trainer_class, name).__doc__ or "").strip().splitlines()[0:1]
-            kwargs = {k: v for k, v in common.items() if k not in ("prog", "description")}
-            sub = self._new_parser(**{**kwargs, **per_command.get(name, {})})
-            self._add_core_arguments(sub)
-            sub.add_method_arguments(self.trainer_class, name, skip=set(skip))
-            subcommands.add_subcommand(name, sub, help=doc[0] if doc else name)
-        return main
+            doc = (getattr(trainer_class, name).__doc__ or name).strip().splitlines()[0]
+            kwargs = {"description": doc, **subparser_kwargs.get(name, {})}
+            parser = self.init_parser(**kwargs)
+            self._add_arguments(parser)
+            self._subcommand_method_arguments[name] = parser.add_method_arguments(trainer_class, name,
+                                                                                  skip=set(skip))
+            self._subcommand_parsers[name] = parser
+            subcommands.add_subcommand(name, parser, help=doc)
 
-    def _add_core_arguments(self, parser: Any) -> None:
-        from typing import List
+    def _add_arguments(self, parser: Any) -> None:
+        self.add_default_arguments_to_parser(parser)
+        self.add_core_arguments_to_parser(parser)
+        self.add_arguments_to_parser(parser)
+        if self.auto_configure_optimizers:
+            if not parser._optimizers:  # the subclass did not add its own
+                parser.add_optimizer_args((torch.optim.Optimizer,))
+            if not parser._lr_schedulers:
+                parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
+        self.link_optimizers_and_lr_schedulers(parser)
 
-        from ember.loggers.logger import Logger
-
+    def add_default_arguments_to_parser(self, parser: Any) -> None:
+        """``--seed_everything``."""
         parser.add_argument("--seed_everything", type=Union[bool, int], default=self.seed_everything_default,
                             help="an int seeds every generator; true draws a seed and records it in the config")
-        parser.add_class_arguments(self.trainer_class, "trainer", instantiate=False, fail_untyped=False,
-                                   sub_configs=True, skip={"callbacks", "logger"})
-        parser.add_argument("--trainer.callbacks", type=Optional[Union[List[Callback], Callback]], default=None,
-                            help="callbacks, as class paths with init_args")
-        parser.add_argument("--trainer.logger", type=Optional[Union[bool, Logger, List[Logger]]], default=None,
-                            help="a logger class path, a list of them, or false for none")
+
+    def add_core_arguments_to_parser(self, parser: Any) -> None:
+        """The ``trainer``, ``model`` and ``data`` groups, with ``trainer_defaults``."""
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
         defaults = {f"trainer.{k}": v for k, v in self.trainer_defaults.items() if k != "callbacks"}
         if defaults:
             parser.set_defaults(defaults)
-        self._add_class(parser, self.model_class, "model", self.subclass_mode_model, required=True)
-        self._add_class(parser, self.datamodule_class, "data", self.subclass_mode_data,
-                        required=self._datamodule_required)
-        if self.auto_configure_optimizers:
-            import torch
+        parser.add_lightning_class_args(self._model_class, "model", subclass_mode=self.subclass_mode_model)
+        parser.add_lightning_class_args(self._datamodule_class, "data", subclass_mode=self.subclass_mode_data,
+                                        required=self.datamodule_class is not None)
 
-            parser.add_subclass_arguments(torch.optim.Optimizer, "optimizer", instantiate=False, required=False,
-                                          fail_untyped=False, skip={"params"})
-            parser.add_subclass_arguments(torch.optim.lr_scheduler.LRScheduler, "lr_scheduler", instantiate=False,
-                                          required=False, fail_untyped=False, skip={"optimizer"})
-        self.add_arguments_to_parser(parser)
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        """Override to add or link arguments: ``parser.link_arguments("data.batch_size", "model.batch_size")``,
+        ``parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")``, ``parser.add_optimizer_args(Adam)``."""
 
     @staticmethod
-    def _add_class(parser: Any, cls: Any, key: str, subclass_mode: bool, required: bool) -> None:
-        if subclass_mode:
-            parser.add_subclass_arguments(cls, key, fail_untyped=False, required=required)
+    def subcommands() -> dict:
+        """The subcommands and the arguments of the Trainer method each runs that the CLI fills itself."""
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
+                "validate": {"model", "dataloaders", "datamodule"},
+                "test": {"model", "dataloaders", "datamodule"},
+                "predict": {"model", "dataloaders", "datamodule"}}
+
+    @staticmethod
+    def link_optimizers_and_lr_schedulers(parser: Any) -> None:
+        """Send each optimizer/scheduler group added with a ``link_to`` to that argument as a class-path dict."""
+        for key, (classes, link_to) in {**parser._optimizers, **parser._lr_schedulers}.items():
+            if link_to == "AUTOMATIC":
+                continue
+            if isinstance(classes, tuple):  # the group already holds {"class_path", "init_args"}
+                parser.link_arguments(key, link_to)
+            else:
+                parser.link_arguments(key, link_to, compute_fn=_class_path_adder(classes))
+
+    def parse_arguments(self, parser: Any, args: ArgsType) -> None:
+        """Parse ``args`` (a list of strings, a dict, or None for ``sys.argv``) into ``self.config``."""
+        jsonargparse = _import_jsonargparse()
+        if isinstance(args, (dict, jsonargparse.Namespace)):
+            self.config = parser.parse_object(args)
         else:
-            parser.add_class_arguments(cls, key, fail_untyped=False, sub_configs=True)
+            self.config = parser.parse_args(args)
 
     # --- building the objects ----------------------------------------------------------------------------
-    def _section(self, config: Any) -> Any:
-        return config[self.subcommand] if self.subcommand else config
+    def before_instantiate_classes(self) -> None:
+        """Override to run code after parsing, before anything is built (``self.config`` can be changed)."""
 
-    def _get(self, key: str) -> Any:
-        return self._section(self.config_init).get(key)
+    def instantiate_classes(self) -> None:
+        """Build the model, datamodule, callbacks and Trainer from ``self.config`` into ``self.config_init``."""
+        instantiate = getattr(self.parser, "instantiate", None) or self.parser.instantiate_classes  # 4.49 rename
+        self.config_init = instantiate(self.config)
+        self.datamodule = self._get(self.config_init, "data")
+        self.model = self._get(self.config_init, "model")
+        self._add_configure_optimizers_method_to_model(self.subcommand)
+        self.trainer = self.instantiate_trainer()
+
+    def after_instantiate_classes(self) -> None:
+        """Override to run code once ``cli.model``, ``cli.datamodule`` and ``cli.trainer`` exist."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """Build the Trainer from ``trainer.*`` and ``kwargs``, with the callbacks of callback groups (such as
+        ``--checkpoint.*``), ``trainer_defaults['callbacks']`` and the SaveConfigCallback."""
+        config = {**self._get(self.config_init, "trainer", {}), **kwargs}
+        callbacks = config.get("callbacks")
+        callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        callbacks += [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        extra = self.trainer_defaults.get("callbacks") or []
+        callbacks += list(extra) if isinstance(extra, (list, tuple)) else [extra]
+        if self.save_config_callback is not None and not config.get("fast_dev_run", False):
+            callbacks.append(self.save_config_callback(self._parser(self.subcommand),
+                                                       self.config.get(str(self.subcommand), self.config),
+                                                       **self.save_config_kwargs))
+        config["callbacks"] = callbacks
+        return self.trainer_class(**config)
+
+    def _parser(self, subcommand: Optional[str]) -> Any:
+        return self.parser if subcommand is None else self._subcommand_parsers[subcommand]
+
+    def _get(self, config: Any, key: str, default: Any = None) -> Any:
+        """``config[key]``, inside the subcommand's section when there is one."""
+        return config.get(str(self.subcommand), config).get(key, default)
 
     def _set_seed(self) -> None:
-        section = self._section(self.config)
+        section = self.config.get(str(self.subcommand), self.config)
         seed = section["seed_everything"]
         if seed is False:
             return
@@ -216,62 +341,79 @@ class LightningCLI:
             seed = int.from_bytes(os.urandom(4), "little")
         section["seed_everything"] = seed_everything(seed, workers=True)
 
-    def instantiate_trainer(self, **kwargs: Any) -> Any:
-        """Build the Trainer from ``trainer.*``, adding ``trainer_defaults['callbacks']`` and SaveConfigCallback."""
-        config = dict(self._section(self.config_init)["trainer"])
-        config.update(kwargs)
-        callbacks = config.get("callbacks")
-        callbacks = [] if callbacks is None else [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
-        extra = self.trainer_defaults.get("callbacks") or []
-        callbacks += [extra] if isinstance(extra, Callback) else list(extra)
-        if self.save_config_callback is not None and self.subcommand is not None:
-            parser = self.parser._subcommands_action._name_parser_map[self.subcommand]
-            callbacks.append(self.save_config_callback(parser, self.config[self.subcommand], **self.save_config_kwargs))
-        config["callbacks"] = callbacks
-        return self.trainer_class(**config)
+    # --- optimizers from the command line ----------------------------------------------------------------
+    @staticmethod
+    def configure_optimizers(lightning_module: Any, optimizer: Any, lr_scheduler: Any = None) -> Any:
+        """What the model's ``configure_optimizers`` returns when the CLI builds the optimizer; override to change."""
+        if lr_scheduler is None:
+            return optimizer
+        if isinstance(lr_scheduler, ReduceLROnPlateau):
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "monitor": lr_scheduler.monitor}}
+        return [optimizer], [lr_scheduler]
 
-    def _add_configure_optimizers_method(self) -> None:
+    def _add_configure_optimizers_method_to_model(self, subcommand: Optional[str]) -> None:
         """``--optimizer Adam --optimizer.lr 0.01`` replaces the model's ``configure_optimizers``, as in Lightning."""
-        section = self._section(self.config)
-        optimizer_config = section.get("optimizer") if self.auto_configure_optimizers else None
-        if not optimizer_config or self.model is None:
+        if not self.auto_configure_optimizers or self.model is None:
             return
-        scheduler_config = section.get("lr_scheduler")
+        parser = self._parser(subcommand)
+        optimizers = [k for k, (_, link) in parser._optimizers.items() if link == "AUTOMATIC"]
+        schedulers = [k for k, (_, link) in parser._lr_schedulers.items() if link == "AUTOMATIC"]
+        if not optimizers:
+            return
+        if len(optimizers) > 1 or len(schedulers) > 1:
+            raise ValueError(
+                f"LightningCLI builds at most one optimizer and one scheduler itself (link_to='AUTOMATIC'), but "
+                f"found {optimizers + schedulers}. Give the others a link_to (parser.add_optimizer_args(..., "
+                "link_to='model.optimizer2')) and build them in the model's configure_optimizers.")
+        optimizer_init = self._group_init(parser._optimizers, optimizers[0])
+        if not optimizer_init:  # the default groups, and no --optimizer given: the model's own method stays
+            return
+        scheduler_init = self._group_init(parser._lr_schedulers, schedulers[0]) if schedulers else None
+        if type(self.model).configure_optimizers is not LightningModule.configure_optimizers:
+            warnings.warn(f"`{type(self.model).__name__}.configure_optimizers` will be overridden by "
+                          f"`{type(self).__name__}.configure_optimizers`: the optimizer comes from the command line "
+                          "or config.", stacklevel=2)
+        optimizer = instantiate_class(self.model.parameters(), optimizer_init)
+        lr_scheduler = instantiate_class(optimizer, scheduler_init) if scheduler_init else None
+        configure = self.configure_optimizers
+        self.model.configure_optimizers = lambda: configure(self.model, optimizer, lr_scheduler)
 
-        def build(config: Any, *args: Any) -> Any:
-            import importlib
+    def _group_init(self, register: dict, key: str) -> Optional[dict]:
+        classes = register[key][0]
+        init = self._get(self.config_init, key)
+        if isinstance(classes, tuple):
+            return _plain(init) if init else None
+        return _class_path_adder(classes)(init)  # one class: the group holds only its init_args
 
-            module, _, name = config["class_path"].rpartition(".")
-            return getattr(importlib.import_module(module), name)(*args, **dict(config.get("init_args") or {}))
-
-        def configure_optimizers() -> Any:
-            optimizer = build(optimizer_config, self.model.parameters())
-            if not scheduler_config:
-                return optimizer
-            return {"optimizer": optimizer, "lr_scheduler": build(scheduler_config, optimizer)}
-
-        self.model.configure_optimizers = configure_optimizers
-
+    # --- running -----------------------------------------------------------------------------------------
     def _run_subcommand(self, subcommand: str) -> None:
         before, after = getattr(self, f"before_{subcommand}", None), getattr(self, f"after_{subcommand}", None)
         if callable(before):
             before()
-        kwargs = {"model": self.model}
-        if self.datamodule is not None:
-            kwargs["datamodule"] = self.datamodule
-        section = self.config_init[subcommand]
-        for name in _method_args(getattr(self.trainer_class, subcommand)) - set(self.subcommands()[subcommand]):
-            if name in section:
-                kwargs[name] = section[name]
-        getattr(self.trainer, subcommand)(**kwargs)
+        run = getattr(self, subcommand, None) or getattr(self.trainer, subcommand)  # a subclass may define fit()
+        run(**self._prepare_subcommand_kwargs(subcommand))
         if callable(after):
             after()
 
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+        section = self.config_init[subcommand]
+        kwargs = {k: section[k] for k in self._subcommand_method_arguments[subcommand] if k in section}
+        kwargs["model"] = self.model
+        if self.datamodule is not None:
+            kwargs["datamodule"] = self.datamodule
+        return kwargs
 
-def _method_args(fn: Callable) -> set:
-    import inspect
 
-    return set(inspect.signature(fn).parameters) - {"self"}
+def _plain(value: Any) -> Any:
+    """A jsonargparse Namespace as nested dicts (other values unchanged)."""
+    return value.as_dict() if hasattr(value, "as_dict") else value
+
+
+def _class_path_adder(cls: type) -> Callable[[Any], dict]:
+    def add_class_path(init_args: Any) -> dict:
+        return {"class_path": f"{cls.__module__}.{cls.__name__}", "init_args": _plain(init_args) or {}}
+
+    return add_class_path
 
 
 def _run_main(rest: list) -> int:
@@ -317,6 +459,11 @@ def main(argv: Optional[list] = None) -> int:
         from ember.plot import main as plot_main
 
         return plot_main(rest)
+    if command in ("fit", "validate", "test", "predict", "tune"):
+        # `--model mymodule.Model` finds mymodule.py in the current folder, as `python main.py fit` finds it beside
+        # the script (the console script's own folder is first on sys.path, not the current one)
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
     if command in ("fit", "validate", "test", "predict"):
         LightningCLI(subclass_mode_model=True, subclass_mode_data=True, args=argv, parser_kwargs={"prog": "ember"})
         return 0
