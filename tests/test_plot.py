@@ -1,4 +1,4 @@
-"""``ember.plot``: the curves of a real run's metrics.csv, drawn to a PNG that image readers accept."""
+"""``ember.plot``: the curves of a real run (its metrics.csv or its TensorBoard event files), drawn to a PNG."""
 from __future__ import annotations
 
 import csv
@@ -91,8 +91,64 @@ def test_keys_select_columns_and_an_unknown_key_names_the_choices(metrics_csv, t
 
 
 def test_a_missing_file_says_what_to_pass(tmp_path):
-    with pytest.raises(FileNotFoundError, match="metrics.csv that CSVLogger writes"):
+    with pytest.raises(FileNotFoundError, match="Pass a run folder such as lightning_logs/version_0"):
         plot_metrics(tmp_path / "nope.csv")
+
+
+def test_a_run_folder_is_read_through_its_metrics_csv(metrics_csv, tmp_path):
+    pytest.importorskip("matplotlib")
+    run_dir = os.path.dirname(metrics_csv)
+    assert read_metrics(run_dir) == read_metrics(metrics_csv)
+    out = tmp_path / "folder.png"
+    assert main([run_dir, "-o", str(out)]) == 0
+    _assert_png(out)
+
+
+@pytest.fixture(scope="module")
+def tensorboard_run(tmp_path_factory):
+    """A default run with TensorBoard installed: event files, no metrics.csv (the case the docs once missed)."""
+    pytest.importorskip("tensorboard")
+    root = tmp_path_factory.mktemp("tb_run")
+    ember.seed_everything(0)
+    x = torch.randn(64, 4)
+    data = TensorDataset(x, x[:, :3].argmax(1))
+    trainer = ember.Trainer(max_epochs=3, enable_progress_bar=False, enable_model_summary=False,
+                            enable_checkpointing=False, log_every_n_steps=1, default_root_dir=str(root))
+    trainer.fit(_Classifier(), DataLoader(data, batch_size=16), DataLoader(data, batch_size=32))
+    run_dir = trainer.log_dir
+    assert not os.path.exists(os.path.join(run_dir, "metrics.csv"))
+    assert any(name.startswith("events.out.tfevents.") for name in os.listdir(run_dir))
+    return run_dir
+
+
+def test_a_tensorboard_run_folder_is_plotted(tensorboard_run):
+    pytest.importorskip("matplotlib")
+    series = read_metrics(tensorboard_run)
+    assert {"train_loss_step", "train_loss_epoch", "val_loss", "val_acc", "train_acc"} <= set(series)
+    assert "epoch" not in series and "hp_metric" not in series  # the placeholder -1 is not a measurement
+    assert len(series["val_loss"][0]) == 3 and len(series["train_loss_step"][0]) == 12  # 3 epochs of 4 steps
+    assert series["train_loss_step"][0] == sorted(series["train_loss_step"][0])
+    out = plot_metrics(tensorboard_run)
+    assert out == os.path.join(tensorboard_run, "metrics.png")
+    _assert_png(out)
+    event_file = next(n for n in os.listdir(tensorboard_run) if n.startswith("events.out.tfevents."))
+    assert read_metrics(os.path.join(tensorboard_run, event_file)) == series  # one event file: its folder
+
+
+def test_a_folder_without_metrics_names_the_runs_inside_it(tensorboard_run, tmp_path, capsys):
+    logs = os.path.dirname(tensorboard_run)  # lightning_logs: the parent of the run folders
+    with pytest.raises(FileNotFoundError, match=r"no metrics.csv \(CSVLogger\) and no TensorBoard event files.*"
+                                                r"run folders inside it: version_0"):
+        read_metrics(logs)
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path)])
+    assert info.value.code == 1 and "it holds: nothing" in capsys.readouterr().err
+
+
+def test_without_tensorboard_reading_event_files_names_the_install(tensorboard_run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard.backend.event_processing.event_accumulator", None)
+    with pytest.raises(ImportError, match="pip install tensorboard.*CSVLogger"):
+        read_metrics(tensorboard_run)
 
 
 def test_main_writes_the_png_named_by_o(metrics_csv, tmp_path, capsys):
@@ -107,7 +163,7 @@ def test_main_reports_errors_with_exit_code_1(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main([str(tmp_path / "missing.csv")])
     assert info.value.code == 1
-    assert "ember plot: error: plot_metrics: no file" in capsys.readouterr().err
+    assert "ember plot: error: plot_metrics: no file or folder" in capsys.readouterr().err
 
 
 def test_plot_module_runs_as_a_script(metrics_csv, tmp_path):

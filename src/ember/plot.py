@@ -1,26 +1,34 @@
-"""Training and validation curves from a CSVLogger ``metrics.csv``, drawn to a PNG.
+"""Training and validation curves of a run, drawn to a PNG.
+
+A run folder holds a CSVLogger ``metrics.csv`` or TensorBoardLogger event files (the default logger is
+TensorBoard's when tensorboard is installed, else CSV); either is read.
 
 >>> from ember.plot import plot_metrics
->>> plot_metrics("lightning_logs/version_0/metrics.csv")  # doctest: +SKIP
+>>> plot_metrics("lightning_logs/version_0")  # doctest: +SKIP
 'lightning_logs/version_0/metrics.png'
 
-From a shell: ``ember plot lightning_logs/version_0/metrics.csv -o curves.png``. Metrics that
+From a shell: ``ember plot lightning_logs/version_0 -o curves.png`` (or the path of its metrics.csv). Metrics that
 measure the same thing share one subplot: ``train_loss``, ``train_loss_epoch`` and ``val_loss``
 go together as "loss", ``train_acc`` and ``val_acc`` as "acc". The x axis is the logged step.
-matplotlib is imported only here, on first use, with the non-interactive Agg backend.
+matplotlib (and tensorboard, for event files) are imported only here, on first use; matplotlib with the
+non-interactive Agg backend.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import math
 import os
 from typing import Optional, Sequence
 
-__all__ = ["metric_family", "plot_metrics", "read_metrics", "main"]
+Series = dict  # {metric: (steps, values)}
+
+__all__ = ["find_metrics", "main", "metric_family", "plot_metrics", "read_metrics"]
 
 _STAGES = ("train_", "val_", "valid_", "validation_", "test_")
 _NOT_METRICS = ("step", "epoch")
+_EVENTS = "events.out.tfevents."  # how TensorBoard event files are named
 
 
 def metric_family(name: str) -> str:
@@ -43,9 +51,44 @@ def metric_family(name: str) -> str:
     return name
 
 
-def read_metrics(csv_path: str) -> dict[str, tuple[list[float], list[float]]]:
-    """``{metric: (steps, values)}`` for every numeric column of ``metrics.csv``; empty cells are skipped."""
-    series: dict[str, tuple[list[float], list[float]]] = {}
+def find_metrics(path: "str | os.PathLike") -> str:
+    """The file or folder ``read_metrics`` reads for ``path``: a ``metrics.csv``, or a folder of event files.
+
+    ``path`` is a metrics.csv, or a run folder (``lightning_logs/version_0``) holding a metrics.csv (preferred)
+    or TensorBoard event files (``events.out.tfevents.*``).
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        if os.path.basename(path).startswith(_EVENTS):  # one event file: read its folder
+            return os.path.dirname(path) or "."
+        return path
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"plot_metrics: no file or folder {path!r}. Pass a run folder such as "
+                                "lightning_logs/version_0, or the metrics.csv that CSVLogger writes in it.")
+    if os.path.isfile(os.path.join(path, "metrics.csv")):
+        return os.path.join(path, "metrics.csv")
+    if glob.glob(os.path.join(path, _EVENTS + "*")):
+        return path
+    runs = {os.path.relpath(os.path.dirname(f), path) for depth in ("*", os.path.join("*", "*"))
+            for pattern in ("metrics.csv", _EVENTS + "*") for f in glob.glob(os.path.join(path, depth, pattern))}
+    found = (f"run folders inside it: {', '.join(sorted(runs)[:5])}" if runs else
+             f"it holds: {', '.join(sorted(os.listdir(path))[:8]) or 'nothing'}")
+    raise FileNotFoundError(f"plot_metrics: {path} holds no metrics.csv (CSVLogger) and no TensorBoard event files "
+                            f"(events.out.tfevents.*); {found}. Pass one run's folder, e.g. "
+                            "lightning_logs/version_0.")
+
+
+def read_metrics(path: "str | os.PathLike") -> Series:
+    """``{metric: (steps, values)}`` of a run: its metrics.csv, or its TensorBoard event files.
+
+    ``path``: as for ``find_metrics``. In a CSV, empty cells and non-numeric columns are skipped.
+    """
+    source = find_metrics(path)
+    return _read_tensorboard(source) if os.path.isdir(source) else _read_csv(source)
+
+
+def _read_csv(csv_path: str) -> Series:
+    series: Series = {}
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         for i, row in enumerate(reader):
@@ -69,6 +112,26 @@ def read_metrics(csv_path: str) -> dict[str, tuple[list[float], list[float]]]:
     return series
 
 
+def _read_tensorboard(folder: str) -> Series:
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError as e:
+        raise ImportError(f"{folder} holds TensorBoard event files; reading them needs tensorboard: "
+                          "pip install tensorboard. Or log with CSVLogger, whose metrics.csv needs nothing.") from e
+    accumulator = EventAccumulator(folder, size_guidance={"scalars": 0})  # 0: keep every point
+    accumulator.Reload()
+    series: Series = {}
+    for tag in accumulator.Tags().get("scalars", []):
+        if tag in _NOT_METRICS:
+            continue
+        events = [e for e in accumulator.Scalars(tag) if not math.isnan(e.value)]
+        if tag == "hp_metric" and all(e.value == -1 for e in events):
+            continue  # TensorBoardLogger's placeholder (default_hp_metric), not a measurement
+        if events:
+            series[tag] = ([float(e.step) for e in events], [float(e.value) for e in events])
+    return series
+
+
 def _import_pyplot():
     try:
         import matplotlib
@@ -81,29 +144,28 @@ def _import_pyplot():
     return plt
 
 
-def plot_metrics(csv_path: "str | os.PathLike", out_path: "str | os.PathLike | None" = None,
+def plot_metrics(path: "str | os.PathLike", out_path: "str | os.PathLike | None" = None,
                  keys: Optional[Sequence[str]] = None) -> str:
-    """Draw the curves of ``csv_path`` to a PNG and return its path.
+    """Draw the curves of a run to a PNG and return its path.
 
     Args:
-        csv_path: a ``metrics.csv`` written by ``ember.loggers.CSVLogger``.
-        out_path: where the PNG goes; default: ``metrics.png`` beside the CSV.
-        keys: the metric columns to draw (default: all numeric ones but ``step`` and ``epoch``).
+        path: a run folder (``lightning_logs/version_0``) holding a CSVLogger ``metrics.csv`` or TensorBoard event
+            files, or the path of a ``metrics.csv``.
+        out_path: where the PNG goes; default: ``metrics.png`` in the run folder.
+        keys: the metrics to draw (default: all numeric ones but ``step`` and ``epoch``).
     """
-    csv_path = os.fspath(csv_path)
-    if not os.path.isfile(csv_path):
-        raise FileNotFoundError(f"plot_metrics: no file {csv_path!r}. Pass the metrics.csv that CSVLogger writes, "
-                                "e.g. lightning_logs/version_0/metrics.csv.")
-    series = read_metrics(csv_path)
+    source = find_metrics(path)
+    series = read_metrics(source)
+    run_dir = source if os.path.isdir(source) else (os.path.dirname(source) or ".")
     if keys is not None:
         missing = [k for k in keys if k not in series]
         if missing:
-            raise ValueError(f"plot_metrics: no values for {missing} in {csv_path}; "
+            raise ValueError(f"plot_metrics: no values for {missing} in {source}; "
                              f"metrics with values are: {', '.join(sorted(series)) or '(none)'}.")
         series = {k: series[k] for k in keys}
     if not series:
-        raise ValueError(f"plot_metrics: {csv_path} has no metric values to plot (only empty or step/epoch columns). "
-                         "Log some with self.log('train_loss', loss) and run fit with a CSVLogger.")
+        raise ValueError(f"plot_metrics: {source} has no metric values to plot (only empty or step/epoch ones). "
+                         "Log some with self.log('train_loss', loss) during fit.")
     families: dict[str, list[str]] = {}
     for key in series:
         families.setdefault(metric_family(key), []).append(key)
@@ -124,10 +186,9 @@ def plot_metrics(csv_path: "str | os.PathLike", out_path: "str | os.PathLike | N
         ax.legend(fontsize="small")
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle(os.path.basename(os.path.dirname(os.path.abspath(csv_path))) or csv_path, fontsize="medium")
+    fig.suptitle(os.path.basename(os.path.abspath(run_dir)) or run_dir, fontsize="medium")
     fig.tight_layout()
-    out = os.fspath(out_path) if out_path is not None else os.path.join(os.path.dirname(csv_path) or ".",
-                                                                         "metrics.png")
+    out = os.fspath(out_path) if out_path is not None else os.path.join(run_dir, "metrics.png")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=100, format="png")
     plt.close(fig)
@@ -135,16 +196,16 @@ def plot_metrics(csv_path: "str | os.PathLike", out_path: "str | os.PathLike | N
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``ember plot metrics.csv [-o out.png] [--keys train_loss val_loss]``."""
+    """``ember plot lightning_logs/version_0 [-o out.png] [--keys train_loss val_loss]``."""
     parser = argparse.ArgumentParser(prog="ember plot",
-                                     description="Draw the training and validation curves of a CSVLogger metrics.csv "
-                                                 "to a PNG.")
-    parser.add_argument("csv", help="path to metrics.csv (e.g. lightning_logs/version_0/metrics.csv)")
-    parser.add_argument("-o", "--output", default=None, help="PNG to write (default: metrics.png beside the CSV)")
-    parser.add_argument("--keys", nargs="+", default=None, help="only these metric columns")
+                                     description="Draw the training and validation curves of a run (its CSVLogger "
+                                                 "metrics.csv or its TensorBoard event files) to a PNG.")
+    parser.add_argument("run", help="a run folder (e.g. lightning_logs/version_0) or the path of its metrics.csv")
+    parser.add_argument("-o", "--output", default=None, help="PNG to write (default: metrics.png in the run folder)")
+    parser.add_argument("--keys", nargs="+", default=None, help="only these metrics")
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
-        out = plot_metrics(args.csv, args.output, args.keys)
+        out = plot_metrics(args.run, args.output, args.keys)
     except (FileNotFoundError, ValueError, ImportError) as e:
         parser.exit(1, f"ember plot: error: {e}\n")
     print(out)
