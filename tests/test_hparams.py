@@ -368,6 +368,27 @@ def test_hparams_yaml_is_safe_yaml_and_loads_back(trained, tmp_path, trainer_kwa
     assert loaded.hparams.activation is torch.nn.functional.silu and loaded.hparams.mode is Mode.FAST
 
 
+def test_hparams_file_replaces_the_stored_values_yaml_or_csv(tmp_path):
+    class Model(ember.LightningModule):
+        def __init__(self, lr: float = 0.1, layers: int = 2, name: str = "a"):
+            super().__init__()
+            self.save_hyperparameters()
+            self.layer = nn.Linear(1, 1)
+
+    model = Model(lr=0.5, layers=3)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "m.ckpt")
+    (tmp_path / "h.yaml").write_text("lr: 0.01\n")
+    (tmp_path / "h.csv").write_text("key,value\nlr,0.02\nname,b c\n")
+    (tmp_path / "h.txt").write_text("lr: 0.03\n")
+    # as in Lightning, the file replaces the checkpoint's values: layers falls back to its default
+    assert dict(Model.load_from_checkpoint(tmp_path / "m.ckpt", hparams_file=tmp_path / "h.yaml").hparams) == {
+        "lr": 0.01, "layers": 2, "name": "a"}
+    assert dict(Model.load_from_checkpoint(tmp_path / "m.ckpt", hparams_file=tmp_path / "h.csv").hparams) == {
+        "lr": 0.02, "layers": 2, "name": "b c"}
+    with pytest.raises(ValueError, match=r"hparams_file=.*h\.txt.*\.yaml or \.yml"):
+        Model.load_from_checkpoint(tmp_path / "m.ckpt", hparams_file=tmp_path / "h.txt")
+
+
 OBJECTS = {"net": nn.Linear(2, 2), "optimizer": functools.partial(torch.optim.Adam, lr=0.1), "encoder": Encoder,
            "args": argparse.Namespace(depth=3), "mode": Mode.FAST, "lr": 0.1}
 AS_TEXT = {"net": "torch.nn.modules.linear.Linear", "optimizer": "functools.partial(torch.optim.adam.Adam, lr=0.1)",

@@ -467,7 +467,24 @@ def _missing_message(cls: type, missing: list, not_rebuilt: dict) -> str:
 
 
 def read_hparams_file(path: Any) -> dict:
-    """The hyperparameters in a ``hparams.yaml`` (read with ``yaml.safe_load``: plain data only)."""
+    """The hyperparameters in a ``hparams.yaml`` (read with ``yaml.safe_load``: plain data only) or, as Lightning
+    also reads, a ``key,value`` CSV file (values read with ``ast.literal_eval``, else kept as text)."""
+    suffix = pathlib.Path(path).suffix.lower()
+    if suffix == ".csv":
+        import ast
+        import csv
+
+        def value(text: str) -> Any:
+            try:
+                return ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return text
+
+        with open(path, newline="") as f:
+            return {row[0]: value(row[1]) for row in list(csv.reader(f))[1:] if len(row) >= 2}
+    if suffix not in (".yaml", ".yml"):
+        raise ValueError(f"hparams_file={str(path)!r}: use a .yaml or .yml file (as the hparams.yaml a logger "
+                         "writes), or a key,value .csv file.")
     import yaml
 
     with open(path) as f:
