@@ -29,7 +29,8 @@ class SpikeDetection(Callback):
     least ``rtol`` times that mean (when given). With ``finite_only=True`` (the default) a NaN or infinite loss
     is a spike too; with False, non-finite losses are neither spikes nor counted in the mean. Batches before
     ``warmup`` (``batch_idx`` of the epoch) are not checked. Under several processes a spike on any rank stops
-    every rank.
+    every rank. Note that ember itself stops at a non-finite loss by default (``Trainer(on_nonfinite_loss=
+    "raise")``), before this callback sees it; batches skipped with ``on_nonfinite_loss="skip"`` are not checked.
 
     Args:
         mode: "min" or "max": which direction is an improvement.
@@ -64,6 +65,8 @@ class SpikeDetection(Callback):
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if outputs is None:
+            return  # a batch ember skipped (Trainer(on_nonfinite_loss="skip")): no loss to check
         if isinstance(outputs, torch.Tensor):
             loss = outputs.detach()
         elif isinstance(outputs, Mapping) and "loss" in outputs:
