@@ -127,6 +127,9 @@ def test_ignore_positional_names_dict_and_namespace():
     assert dict(FromConfig(argparse.Namespace(lr=0.2, opt=torch.optim.Adam)).hparams) == {"lr": 0.2,
                                                                                            "opt": torch.optim.Adam}
     assert dict(FromConfig({"lr": 0.3}).hparams) == {"lr": 0.3}
+    with pytest.raises(ValueError, match=r"save_hyperparameters\(\) got a Head \(Head\(width=2, bias=True\)\).*"
+                                         r"dataclasses\.asdict\(config\)"):
+        FromConfig(Head())
 
 
 def test_a_subclass_adds_to_and_removes_from_what_the_base_saved():

@@ -5,13 +5,17 @@ In memory ``self.hparams`` holds every value exactly as given (an ``nn.Module``,
 A checkpoint must load with ``torch.load(weights_only=True)``, so it stores plain data as it is and, for the rest,
 a *description*: a dict of plain data marked with the key ``"_ember_object_"``::
 
-    {"_ember_object_": "partial", "target": "torch.optim.adam.Adam", "args": [], "kwargs": {"lr": 0.001}}
+    {"_ember_object_": "partial", "target": "torch.optim.adam.Adam", "kwargs": {"lr": 0.001}}
     {"_ember_object_": "class", "target": "mypackage.models.Encoder"}
-    {"_ember_object_": "function", "target": "torch.nn.functional.gelu"}
+    {"_ember_object_": "function", "target": "torch.nn.functional.silu"}
     {"_ember_object_": "enum", "target": "mypackage.Mode", "name": "FAST"}
-    {"_ember_object_": "instance", "target": "mypackage.Config", "args": [], "kwargs": {"depth": 2}}  # a dataclass
-    {"_ember_object_": "nn.Module", "type": "mypackage.Net"}          # hparams.yaml only: a checkpoint leaves it out
+    {"_ember_object_": "instance", "target": "mypackage.Config", "kwargs": {"depth": 2}}   # a dataclass
+    {"_ember_object_": "instance", "target": "pathlib.Path", "args": ["data/"]}
+    {"_ember_object_": "nn.Module", "type": "mypackage.Net"}   # hparams.yaml only: a checkpoint leaves it out
     {"_ember_object_": "object", "type": "builtins.function", "repr": "<function <lambda> at 0x...>"}
+
+(``args``/``kwargs`` are left out when empty.) The target is the object's ``__module__`` and ``__qualname__``,
+checked to lead back to it, so a lambda or a function defined inside another becomes an ``object``.
 
 Loading turns descriptions back into objects only when the caller asks (``import_objects=True``): a
 checkpoint never makes ember import or call what it names. ``argparse.Namespace`` and ``pathlib`` paths are
@@ -94,6 +98,12 @@ def save_hyperparameters(obj: Any, args: tuple, ignore: Any, frame: Any) -> None
     name: Optional[str] = "kwargs"
     if len(objects) == 1:  # save_hyperparameters(config): a dict, Namespace or OmegaConf container
         source = objects[0]
+        if not isinstance(source, (Mapping, argparse.Namespace)):
+            raise ValueError(
+                f"save_hyperparameters() got a {type(source).__name__} ({_repr.repr(source)}); it takes names of "
+                "__init__ arguments, or one dict, argparse.Namespace or OmegaConf config to record instead. Pass "
+                "`dataclasses.asdict(config)` for a dataclass."
+            )
         hp = dict(vars(source)) if isinstance(source, argparse.Namespace) else dict(source)
         # When the config is one __init__ argument, load_from_checkpoint passes it back under that name.
         name = next((k for k, v in init_args.items() if v is source), None)
@@ -210,7 +220,7 @@ def describe(value: Any, for_yaml: bool = False) -> Any:
         path = import_path(value.func)
         if path is None:
             return _object(value)
-        return _call(OBJECT_KEY, "partial", path, value.args, value.keywords, for_yaml)
+        return _call("partial", path, value.args, value.keywords, for_yaml)
     if inspect.isclass(value) or inspect.isroutine(value):
         path = import_path(value)
         if path is None:
@@ -232,9 +242,12 @@ def _key(key: Any, for_yaml: bool) -> Any:
 
 
 def _safe_path_type(value: pathlib.PurePath) -> str:
+    """One of ``_SAFE_TYPES``: ``pathlib.Path`` for a concrete path (not PosixPath: the file may be read on another
+    system), the pure class for a pure path, ``pathlib.PurePath`` for a subclass of one's own."""
     if isinstance(value, pathlib.Path):
-        return "pathlib.Path"  # not PosixPath: the file may be read on another system
-    return f"pathlib.{type(value).__name__}"
+        return "pathlib.Path"
+    name = f"pathlib.{type(value).__name__}"
+    return name if name in _SAFE_TYPES and type(value).__module__ == "pathlib" else "pathlib.PurePath"
 
 
 def _instance(value: Any, cls: type, args: list, kwargs: Mapping, for_yaml: bool,
@@ -242,12 +255,12 @@ def _instance(value: Any, cls: type, args: list, kwargs: Mapping, for_yaml: bool
     path = path or import_path(cls)
     if path is None:
         return _object(value)
-    return _call(OBJECT_KEY, "instance", path, args, kwargs, for_yaml)
+    return _call("instance", path, args, kwargs, for_yaml)
 
 
-def _call(key: str, kind: str, target: str, args: Any, kwargs: Mapping, for_yaml: bool) -> dict:
+def _call(kind: str, target: str, args: Any, kwargs: Mapping, for_yaml: bool) -> dict:
     """A description of ``target(*args, **kwargs)``; empty ``args``/``kwargs`` are left out (easier to read)."""
-    desc: dict = {key: kind, "target": target}
+    desc: dict = {OBJECT_KEY: kind, "target": target}
     if args:
         desc["args"] = [describe(a, for_yaml) for a in args]
     if kwargs:
@@ -298,19 +311,21 @@ def description_text(desc: Any) -> Any:
     kind = desc.get(OBJECT_KEY)
     if kind is None:
         return {k: description_text(v) for k, v in desc.items()}
+    target = str(desc.get("target"))  # a file written by someone else may hold anything: text only
     if kind in ("class", "function"):
-        return desc["target"]
+        return target
     if kind == "enum":
-        return f"{desc['target'].rsplit('.', 1)[-1]}.{desc['name']}"
+        return f"{target.rsplit('.', 1)[-1]}.{desc.get('name')}"
     if kind in ("partial", "instance"):
-        parts = [_text_arg(a) for a in desc.get("args", [])]
-        parts += [f"{k}={_text_arg(v)}" for k, v in desc.get("kwargs", {}).items()]
+        args, kwargs = desc.get("args", []), desc.get("kwargs", {})
+        parts = [_text_arg(a) for a in args] if isinstance(args, list) else []
+        parts += [f"{k}={_text_arg(v)}" for k, v in kwargs.items()] if isinstance(kwargs, dict) else []
         if kind == "partial":
-            return f"functools.partial({', '.join([desc['target']] + parts)})"
-        return f"{desc['target']}({', '.join(parts)})"
+            return f"functools.partial({', '.join([target] + parts)})"
+        return f"{target}({', '.join(parts)})"
     if kind == "nn.Module":
-        return desc["type"]
-    return desc.get("repr", str(desc))
+        return str(desc.get("type"))
+    return str(desc.get("repr", desc))
 
 
 def _text_arg(value: Any) -> str:
@@ -344,6 +359,10 @@ def rebuild(value: Any, import_objects: bool) -> Any:
     if kind in ("nn.Module", "object"):
         raise NotRebuilt(f"{description_text(value)} (a {kind} is not stored in a checkpoint)", can_import=False)
     target = value.get("target")
+    if not isinstance(value.get("args", []), list) or not isinstance(value.get("kwargs", {}), dict):
+        raise ValueError(f"A stored hyperparameter has {OBJECT_KEY}={kind!r} with args {value.get('args', [])!r} "
+                         f"and kwargs {value.get('kwargs', {})!r}, which are not a list and a dict: the file was not "
+                         "written by ember. Pass the value as a keyword argument.")
     if kind == "instance" and target in _SAFE_TYPES:
         return _SAFE_TYPES[target](*rebuild(value.get("args", []), import_objects),
                                    **rebuild(value.get("kwargs", {}), import_objects))
