@@ -138,12 +138,16 @@ def test_ember_run_m_runs_a_module_from_the_current_folder(tmp_path):
     (package / "train.py").write_text(textwrap.dedent('''
         import sys
         from pytorch_lightning.callbacks import EarlyStopping
+        from ember._lightning_alias import relaunch_command
         if __name__ == "__main__":
             print(__name__, sys.argv[0].endswith("train.py"), sys.argv[1:], EarlyStopping.__module__)
+            print(relaunch_command()[1:])  # how DDP's other ranks would start this program again
     '''))
     done = _run([sys.executable, "-m", "ember", "run", "-m", "proj.train", "--flag", "x"], tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["__main__", "True", "['--flag',", "'x']", "ember.callbacks.early_stopping"]
+    first, second = done.stdout.splitlines()
+    assert first.split() == ["__main__", "True", "['--flag',", "'x']", "ember.callbacks.early_stopping"]
+    assert second == str(["-m", "ember", "run", "-m", "proj.train", "--flag", "x"])
 
 
 def test_usage_errors(tmp_path, capsys, monkeypatch):

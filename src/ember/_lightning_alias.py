@@ -29,7 +29,7 @@ import sys
 import types
 from typing import Optional, Sequence
 
-__all__ = ["LightningNameError", "install", "installed", "run_module", "run_path", "uninstall"]
+__all__ = ["LightningNameError", "install", "installed", "relaunch_command", "run_module", "run_path", "uninstall"]
 
 # Lightning package prefix -> the ember package that answers it (checked in this order)
 _PREFIXES = (
@@ -137,6 +137,13 @@ class _LightningFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 _finder = _LightningFinder()
+_started_as: list = []  # what `ember run` ran: [script path] or ["-m", module]
+
+
+def relaunch_command() -> Optional[list]:
+    """The command that starts this program again under ``ember run`` with the current ``sys.argv[1:]``, for
+    launchers that re-run the program (DDP's other ranks); None when the program was not started by ``ember run``."""
+    return [sys.executable, "-m", "ember", "run", *_started_as, *sys.argv[1:]] if _started_as else None
 
 
 def installed() -> bool:
@@ -174,6 +181,7 @@ def run_path(path: str, argv: Sequence[str] = ()) -> None:
         raise FileNotFoundError(f"ember run: no script {path!r}. Usage: ember run train.py [args...] "
                                 "(or ember run -m package.module [args...]).")
     install()
+    _started_as[:] = [os.path.abspath(path)]
     sys.argv = [path, *argv]
     sys.path[0] = os.path.dirname(os.path.abspath(path))  # python puts the script's folder first
     runpy.run_path(path, run_name="__main__")
@@ -182,6 +190,7 @@ def run_path(path: str, argv: Sequence[str] = ()) -> None:
 def run_module(name: str, argv: Sequence[str] = ()) -> None:
     """Run module ``name`` as ``python -m name *argv`` would, with Lightning imports answered by ember."""
     install()
+    _started_as[:] = ["-m", name]
     sys.argv = [name, *argv]  # runpy replaces argv[0] with the module's file, as python -m does
     sys.path[0] = os.getcwd()  # python -m puts the current folder first
     runpy.run_module(name, run_name="__main__", alter_sys=True)
