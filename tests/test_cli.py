@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Optional
 
 import pytest
 
@@ -314,3 +315,28 @@ def test_ember_fit_imports_the_model_from_the_current_folder(tmp_path):
     assert done.returncode == 0, done.stderr
     saved = yaml.safe_load(open(next(tmp_path.rglob("config.yaml"))))
     assert saved["model"]["class_path"] == "mymodule.Model"
+
+
+class OptimizerConfigModel(Classifier):
+    """Builds its optimizer itself from the class-path dict the CLI sends (link_to)."""
+
+    def __init__(self, num_classes: int = 3, optimizer_config: Optional[dict] = None):
+        super().__init__(num_classes)
+        self.optimizer_config = optimizer_config
+
+    def configure_optimizers(self):
+        from ember.cli import instantiate_class
+
+        return instantiate_class(self.parameters(), self.optimizer_config)
+
+
+def test_an_optimizer_group_linked_to_a_model_argument_arrives_as_a_class_path_dict(tmp_path):
+    class LinkedCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser):
+            parser.add_optimizer_args(torch.optim.RMSprop, link_to="model.optimizer_config")
+
+    cli = LinkedCLI(OptimizerConfigModel, Blobs, run=False, args=["--optimizer.lr=0.03", *_tiny(tmp_path)])
+    assert cli.model.optimizer_config["class_path"] == "torch.optim.rmsprop.RMSprop"
+    assert cli.model.optimizer_config["init_args"]["lr"] == 0.03
+    optimizer = cli.model.configure_optimizers()  # the model's own method stays: the group is linked, not automatic
+    assert type(optimizer) is torch.optim.RMSprop and optimizer.defaults["lr"] == 0.03
