@@ -324,3 +324,16 @@ def test_enable_autolog_hparams(trainer_kwargs, enabled):
     trainer.test(model, random_loader(n=16), verbose=False)
     # as Lightning: at the start of every run (fit and test here), unless switched off
     assert logger.hparams == ([{"lr": 0.1}, {"lr": 0.1}] if enabled else [])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_metric_views_after_a_gpu_run_hold_cpu_tensors_with_lightnings_keys(tmp_path):
+    trainer = ember.Trainer(accelerator="gpu", devices=1, max_epochs=1, enable_progress_bar=False,
+                            enable_model_summary=False, enable_checkpointing=False,
+                            logger=ember.loggers.CSVLogger(tmp_path))
+    trainer.fit(Logs(), _loader(), _loader())
+    assert _views(trainer) == (sorted(TRAIN_CALLBACK + VAL_CALLBACK), sorted(TRAIN_LOGGED + VAL_LOGGED),
+                               sorted(TRAIN_PBAR + VAL_PBAR))
+    assert all(v.device.type == "cpu" for v in trainer.callback_metrics.values())
+    assert all(v.device.type == "cpu" for v in trainer.logged_metrics.values())
+    assert ember.Trainer(accelerator="gpu", precision="16-mixed", logger=False).precision == "16-mixed"

@@ -411,6 +411,10 @@ class Trainer:
             if self._train_results is not None and self.state.status != "failed":
                 self._store_metrics(self._train_results.step_metrics())  # stopped mid-epoch: its last step's values
             self._train_results = self._eval_results = None
+            if self._device.type != "cpu":  # as Lightning: the views hold CPU tensors after a run (one copy per run)
+                cpu = torch.device("cpu")
+                self._epoch_metrics, self._logged_metrics, self._epoch_pbar = (
+                    move_data_to_device(d, cpu) for d in (self._epoch_metrics, self._logged_metrics, self._epoch_pbar))
             model._log_store = None
         for lg in self._loggers:
             lg.finalize("success")
