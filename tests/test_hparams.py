@@ -392,6 +392,30 @@ def test_hparams_file_replaces_the_stored_values_yaml_or_csv(tmp_path):
         Model.load_from_checkpoint(tmp_path / "m.ckpt", hparams_file=tmp_path / "h.txt")
 
 
+@pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")
+def test_logger_false_keeps_a_modules_hyperparameters_from_the_loggers(tmp_path, trainer_kwargs):
+    class Quiet(ember.LightningModule):
+        def __init__(self, secret: str = "s", optimizer=functools.partial(torch.optim.SGD, lr=0.1)):
+            super().__init__()
+            self.save_hyperparameters(logger=False)
+            self.layer = nn.Linear(32, 2)
+
+        def training_step(self, batch, batch_idx):
+            return nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return self.hparams.optimizer(self.parameters())
+
+    trainer_kwargs.update(logger=CSVLogger(tmp_path), max_steps=1, log_every_n_steps=1)
+    trainer = ember.Trainer(**trainer_kwargs)
+    trainer.fit(Quiet(), datamodule=PathData(pathlib.Path("data"), transform=torch.sigmoid))
+    with open(os.path.join(trainer.logger.log_dir, "hparams.yaml")) as f:
+        assert yaml.safe_load(f) == {"data_dir": {"_ember_object_": "instance", "target": "pathlib.Path",
+                                                  "args": ["data"]},
+                                     "batch_size": 4,
+                                     "transform": {"_ember_object_": "function", "target": "torch.sigmoid"}}
+
+
 OBJECTS = {"net": nn.Linear(2, 2), "optimizer": functools.partial(torch.optim.Adam, lr=0.1), "encoder": Encoder,
            "args": argparse.Namespace(depth=3), "mode": Mode.FAST, "lr": 0.1}
 AS_TEXT = {"net": "torch.nn.modules.linear.Linear", "optimizer": "functools.partial(torch.optim.adam.Adam, lr=0.1)",
