@@ -7,10 +7,14 @@ LightningDataModule named by class path, e.g.::
     ember fit --config lightning_logs/version_0/config.yaml      # repeat that run exactly
 
 In a script, ``LightningCLI(MyModel, MyDataModule)`` builds the same command from the classes' ``__init__``
-signatures and type hints (jsonargparse reads them), so every hyperparameter is an argument and a YAML key.
-``ember tune`` searches hyperparameters with Optuna (see ``ember.integrations.optuna``).
+signatures and type hints (jsonargparse reads them), so every hyperparameter is an argument and a YAML key;
+a subclass adds callback groups, links and optimizer groups through its ``LightningArgumentParser``.
+``ember tune`` searches hyperparameters with Optuna (see ``ember.integrations.optuna``), ``ember plot`` draws
+a run's curves (``ember.plot``), and ``ember run train.py`` runs an unmodified Lightning program on ember
+(``ember._lightning_alias``).
 
-Nothing heavy is imported at the top of this file: jsonargparse loads inside ``LightningCLI``.
+Nothing heavy is imported at the top of this file: jsonargparse loads when a ``LightningCLI`` is built or
+``LightningArgumentParser`` is first read (``ember._cli_parser``).
 """
 from __future__ import annotations
 
