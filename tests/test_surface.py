@@ -30,6 +30,7 @@ LIGHTNING_ALL = {
         "LearningRateMonitor", "ModelCheckpoint", "ModelPruning", "ModelSummary", "OnExceptionCheckpoint",
         "ProgressBar", "RichModelSummary", "RichProgressBar", "StochasticWeightAveraging", "SpikeDetection",
         "ThroughputMonitor", "Timer", "TQDMProgressBar", "EMAWeightAveraging", "WeightAveraging"],
+    # and CometLogger, LitLogger: not yet in ember (an ImportError at import, see docs/migration.md)
     "ember.loggers": ["CSVLogger", "Logger", "MLFlowLogger", "TensorBoardLogger", "WandbLogger"],
     "ember.profilers": ["Profiler", "AdvancedProfiler", "PassThroughProfiler", "PyTorchProfiler", "SimpleProfiler",
                         "XLAProfiler"],
@@ -96,6 +97,9 @@ DOCUMENTED = {
     "ember.callbacks.batch_size_finder": ["BatchSizeFinder"],
     "ember.callbacks.lr_finder": ["LearningRateFinder"],
     "ember.callbacks.prediction_writer": ["BasePredictionWriter"],
+    "ember.callbacks.progress": ["ProgressBar", "TQDMProgressBar"],
+    "ember.callbacks.progress.tqdm_progress": ["TQDMProgressBar"],
+    "ember.callbacks.progress.rich_progress": ["RichProgressBar", "RichProgressBarTheme"],
     "ember.strategies.ddp": ["DDPStrategy"],
     "ember.strategies.single_device": ["SingleDeviceStrategy"],
     "ember.strategies.parallel": ["ParallelStrategy"],
@@ -122,7 +126,7 @@ def test_ember_all_lists_cover_lightnings(module):
     """``from ember.X import *`` gives every name ``from lightning.pytorch.X import *`` gives."""
     namespace: dict = {}
     exec(f"from {module} import *", namespace)
-    assert set(LIGHTNING_ALL[module]) - {"seed_everything"} <= set(namespace) or module == "ember"
+    assert set(LIGHTNING_ALL[module]) <= set(namespace)
 
 
 def test_accelerator_names_exist_behind_ember_accelerators():

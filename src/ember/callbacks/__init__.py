@@ -53,3 +53,18 @@ __all__ = [
     "Timer",
     "WeightAveraging",
 ]
+
+# Lightning's progress bars live in a package, ``callbacks/progress/{tqdm_progress,rich_progress,progress_bar}.py``;
+# ember's in two modules. Programs import the theme from Lightning's path
+# (``from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme``): these entries answer
+# those three paths with the modules already imported above (no import hook, nothing loaded).
+def _register_progress_paths() -> None:
+    import sys
+
+    from ember.callbacks import progress, rich_progress
+
+    for name, module in (("tqdm_progress", progress), ("progress_bar", progress), ("rich_progress", rich_progress)):
+        sys.modules.setdefault(f"ember.callbacks.progress.{name}", module)
+
+
+_register_progress_paths()

@@ -3,18 +3,29 @@
 Submodules follow Lightning's paths: ``types``, ``model_summary``, ``seed``, ``memory``, ``data``, ``exceptions``,
 ``parsing``, ``enums``, ``warnings``, ``imports``, ``parameter_tying``, ``model_helpers``, ``rank_zero``.
 """
-import torch
+import importlib
 
-from ember._utils import AttributeDict, move_data_to_device
-from ember.callbacks.throughput_monitor import measure_flops
-from ember.utilities.combined_loader import CombinedLoader
-from ember.utilities.enums import GradClipAlgorithmType, LightningEnum
-from ember.utilities.grads import grad_norm
-from ember.utilities.parameter_tying import find_shared_parameters, set_shared_parameters
-from ember.utilities.parsing import is_picklable
+# every ember module imports ember.utilities.rank_zero, which runs this file first: keep it light. The other
+# names load from their modules on first use.
 from ember.utilities.rank_zero import (rank_zero_debug, rank_zero_deprecation, rank_zero_info, rank_zero_only,
                                        rank_zero_warn)
-from ember.utilities.warnings import disable_possible_user_warnings
+
+_LAZY = {
+    "AttributeDict": "ember._utils",
+    "move_data_to_device": "ember._utils",
+    "measure_flops": "ember.callbacks.throughput_monitor",
+    "CombinedLoader": "ember.utilities.combined_loader",
+    "GradClipAlgorithmType": "ember.utilities.enums",
+    "LightningEnum": "ember.utilities.enums",
+    "grad_norm": "ember.utilities.grads",
+    "find_shared_parameters": "ember.utilities.parameter_tying",
+    "set_shared_parameters": "ember.utilities.parameter_tying",
+    "is_picklable": "ember.utilities.parsing",
+    "disable_possible_user_warnings": "ember.utilities.warnings",
+    "is_shared_filesystem": "ember.utilities._distributed",
+    "suggested_max_num_workers": "ember.utilities._distributed",
+}
+_EPSILON = {"FLOAT16_EPSILON": "float16", "FLOAT32_EPSILON": "float32", "FLOAT64_EPSILON": "float64"}
 
 __all__ = [
     "AttributeDict",
@@ -37,50 +48,16 @@ __all__ = [
     "suggested_max_num_workers",
 ]
 
-FLOAT16_EPSILON = torch.finfo(torch.float16).eps
-FLOAT32_EPSILON = torch.finfo(torch.float32).eps
-FLOAT64_EPSILON = torch.finfo(torch.float64).eps
 
 
-def suggested_max_num_workers(local_world_size: int) -> int:
-    """A ``num_workers`` for a DataLoader: the CPU cores this process may use, shared between the
-    ``local_world_size`` processes on this machine, less one for the main process (at least 1)."""
-    import os
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _EPSILON:
+        import torch
 
-    if local_world_size < 1:
-        raise ValueError(f"suggested_max_num_workers(local_world_size={local_world_size}) must be >= 1.")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cpus // local_world_size - 1)
-
-
-def is_shared_filesystem(strategy: object, path: object = None, timeout: int = 3) -> bool:
-    """Whether every process of the run sees the same files under ``path`` (default: the current folder).
-
-    Rank 0 writes a marker file there; each rank looks for it (for up to ``timeout`` seconds); all must see it.
-    A collective: call it on every rank. True at once in a single-process run.
-    """
-    import os
-    import tempfile
-    import time
-    from pathlib import Path
-
-    folder = Path(os.getcwd() if path is None else os.fspath(path)).resolve()
-    if getattr(strategy, "world_size", 1) == 1:
-        return True
-    if strategy.broadcast(str(folder)) != str(folder):  # type: ignore[attr-defined]
-        return False
-    marker = ""
-    if strategy.is_global_zero:  # type: ignore[attr-defined]
-        fd, marker = tempfile.mkstemp(prefix=".ember_shared_fs_", dir=folder)
-        os.close(fd)
-    marker = strategy.broadcast(marker)  # type: ignore[attr-defined]
-    deadline = time.monotonic() + timeout
-    found = os.path.exists(marker)
-    while not found and time.monotonic() < deadline:
-        time.sleep(0.1)
-        found = os.path.exists(marker)
-    shared = strategy.reduce_boolean_decision(found, all=True)  # type: ignore[attr-defined]
-    strategy.barrier()  # type: ignore[attr-defined]
-    if strategy.is_global_zero:  # type: ignore[attr-defined]
-        os.remove(marker)
-    return bool(shared)
+        value = torch.finfo(getattr(torch, _EPSILON[name])).eps
+    else:
+        raise AttributeError(f"module 'ember.utilities' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
