@@ -145,6 +145,13 @@ def test_a_subclass_adds_to_and_removes_from_what_the_base_saved():
 
     assert dict(Child(lr=0.2).hparams) == {"lr": 0.2, "depth": 3}
 
+    class Varargs(ember.LightningModule):
+        def __init__(self, a, *args, b=2, **kwargs):
+            super().__init__()
+            self.save_hyperparameters()
+
+    assert dict(Varargs(1, 5, 6, b=3, c=4).hparams) == {"a": 1, "b": 3, "c": 4}  # as Lightning: no *args
+
 
 # --- the checkpoint -----------------------------------------------------------------------------------------
 def test_every_checkpoint_loads_weights_only_and_describes_the_objects(trained, tmp_path):

@@ -57,7 +57,8 @@ _repr.maxother = _repr.maxstring = 200
 
 # --- recording ------------------------------------------------------------------------------------------
 def collect_init_args(obj: Any, frame: Any) -> dict:
-    """The arguments of the ``__init__`` calls of ``obj`` on the stack from ``frame`` up.
+    """The arguments of the ``__init__`` calls of ``obj`` on the stack from ``frame`` up: named ones and the
+    contents of ``**kwargs``; ``*args`` is left out, as in Lightning (it has no names to pass back).
 
     The most derived class's ``__init__`` is outermost, so its values win.
     """
@@ -72,8 +73,6 @@ def collect_init_args(obj: Any, frame: Any) -> dict:
             for name in code.co_varnames[start:start + code.co_kwonlyargcount]:
                 if name in local_vars:
                     found[name] = local_vars[name]
-            if args.varargs and local_vars.get(args.varargs):
-                found[args.varargs] = local_vars[args.varargs]
             if args.keywords:
                 found.update(local_vars.get(args.keywords) or {})
             found.pop("__class__", None)
