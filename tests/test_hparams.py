@@ -378,7 +378,7 @@ def test_hparams_yaml_is_safe_yaml_and_loads_back(trained, tmp_path, trainer_kwa
     assert loaded.hparams.activation is torch.nn.functional.silu and loaded.hparams.mode is Mode.FAST
 
 
-def test_hparams_file_replaces_the_stored_values_yaml_or_csv(tmp_path):
+def test_hparams_file_replaces_the_stored_values_and_unknown_keywords_are_ignored(tmp_path):
     class Model(ember.LightningModule):
         def __init__(self, lr: float = 0.1, layers: int = 2, name: str = "a"):
             super().__init__()
@@ -395,6 +395,8 @@ def test_hparams_file_replaces_the_stored_values_yaml_or_csv(tmp_path):
         "lr": 0.01, "layers": 2, "name": "a"}
     assert dict(Model.load_from_checkpoint(tmp_path / "m.ckpt", hparams_file=tmp_path / "h.csv").hparams) == {
         "lr": 0.02, "layers": 2, "name": "b c"}
+    with pytest.warns(UserWarning, match=r"got 'layer', which Model.__init__ does not take; ignored"):
+        assert Model.load_from_checkpoint(tmp_path / "m.ckpt", layer=4).hparams.layers == 3
     with pytest.raises(ValueError, match=r"hparams_file=.*h\.txt.*\.yaml or \.yml"):
         Model.load_from_checkpoint(tmp_path / "m.ckpt", hparams_file=tmp_path / "h.txt")
 

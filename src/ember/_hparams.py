@@ -431,7 +431,12 @@ def init_kwargs(cls: type, stored: Mapping, stored_name: Optional[str], given: d
             values[key] = rebuild(value, import_objects)
         except NotRebuilt as e:
             not_rebuilt[key] = e
-    values.update(given)
+    unknown = sorted(k for k in given if not (accepts_any or k in names))
+    if unknown:
+        rank_zero_warn(f"{cls.__name__}.load_from_checkpoint got {', '.join(map(repr, unknown))}, which "
+                       f"{cls.__name__}.__init__ does not take; ignored, as in Lightning. Its arguments are "
+                       f"{sorted(names)}.", stacklevel=5)
+    values.update((k, v) for k, v in given.items() if k not in unknown)
     missing = [p.name for p in params if p.name not in values and p.default is p.empty]
     if missing:
         raise TypeError(_missing_message(cls, missing, not_rebuilt))
