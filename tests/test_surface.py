@@ -86,6 +86,7 @@ DOCUMENTED = {
     "ember.utilities.imports": ["_TORCHVISION_AVAILABLE", "_OMEGACONF_AVAILABLE", "_RICH_AVAILABLE"],
     "ember.utilities.model_helpers": ["is_overridden"],
     "ember.utilities.combined_loader": ["CombinedLoader"],
+    "ember.utilities.deepspeed": ["convert_zero_checkpoint_to_fp32_state_dict"],
     "ember.callbacks.checkpoint": ["Checkpoint"],
     "ember.callbacks.pruning": ["ModelPruning"],
     "ember.callbacks.spike": ["SpikeDetection"],

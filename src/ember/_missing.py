@@ -47,19 +47,3 @@ def missing_function(lightning_path: str, why: str, use: str) -> Callable[..., A
     missing.__doc__ = message
     return missing
 
-
-def missing_module_attr(module: str, names: dict[str, tuple[str, str]]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for names whose mere import should fail (a module constant, a submodule):
-    ``names`` maps each name to ``(why, use)``; other names raise the usual AttributeError."""
-    lightning_module = module.replace("ember.", "", 1) if module != "ember" else ""
-    for name, (why, use) in names.items():
-        MISSING[f"{lightning_module}.{name}".lstrip(".")] = _message(f"{lightning_module}.{name}".lstrip("."), why,
-                                                                   use)
-
-    def __getattr__(name: str) -> Any:
-        if name in names:
-            path = f"{lightning_module}.{name}".lstrip(".")
-            raise NotInEmberError(MISSING[path])
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-
-    return __getattr__
