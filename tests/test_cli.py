@@ -164,7 +164,8 @@ class Classifier(ember.LightningModule):
     def __init__(self, num_classes: int, hidden: int = 8, optimizer: OptimizerCallable = torch.optim.SGD):
         super().__init__()
         self.num_classes, self.optimizer = num_classes, optimizer
-        self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, num_classes))
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(),
+                                       torch.nn.Linear(hidden, num_classes))
 
     def training_step(self, batch, batch_idx):
         x, y = batch

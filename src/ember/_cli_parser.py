@@ -1,4 +1,4 @@
-"""``LightningArgumentParser``: jsonargparse's parser with Lightning's methods (read as ``ember.cli.LightningArgumentParser``).
+"""``ember.cli.LightningArgumentParser``: jsonargparse's parser with Lightning's methods.
 
 This module imports jsonargparse at its top, so ``ember.cli`` loads it only when the parser is first used.
 """

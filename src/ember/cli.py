@@ -318,7 +318,9 @@ class LightningCLI:
         ``--checkpoint.*``), ``trainer_defaults['callbacks']`` and the SaveConfigCallback."""
         config = {**self._get(self.config_init, "trainer", {}), **kwargs}
         callbacks = config.get("callbacks")
-        callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        if not isinstance(callbacks, (list, tuple)):
+            callbacks = [] if callbacks is None else [callbacks]
+        callbacks = list(callbacks)
         callbacks += [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         extra = self.trainer_defaults.get("callbacks") or []
         callbacks += list(extra) if isinstance(extra, (list, tuple)) else [extra]
@@ -352,7 +354,8 @@ class LightningCLI:
         if lr_scheduler is None:
             return optimizer
         if isinstance(lr_scheduler, ReduceLROnPlateau):
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "monitor": lr_scheduler.monitor}}
+            scheduler = {"scheduler": lr_scheduler, "monitor": lr_scheduler.monitor}
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
         return [optimizer], [lr_scheduler]
 
     def _add_configure_optimizers_method_to_model(self, subcommand: Optional[str]) -> None:
