@@ -425,6 +425,24 @@ def test_logger_false_keeps_a_modules_hyperparameters_from_the_loggers(tmp_path,
                                      "transform": {"_ember_object_": "function", "target": "torch.sigmoid"}}
 
 
+def test_load_from_checkpoint_calls_configure_model_before_loading_the_weights(tmp_path):
+    class Lazy(ember.LightningModule):
+        def __init__(self, width: int = 3):
+            super().__init__()
+            self.save_hyperparameters()
+            self.layer = None
+
+        def configure_model(self):
+            if self.layer is None:
+                self.layer = nn.Linear(2, self.hparams.width)
+
+    model = Lazy()
+    model.configure_model()
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "m.ckpt")
+    loaded = Lazy.load_from_checkpoint(tmp_path / "m.ckpt")
+    assert torch.equal(loaded.layer.weight, model.layer.weight)
+
+
 OBJECTS = {"net": nn.Linear(2, 2), "optimizer": functools.partial(torch.optim.Adam, lr=0.1), "encoder": Encoder,
            "args": argparse.Namespace(depth=3), "mode": Mode.FAST, "lr": 0.1}
 AS_TEXT = {"net": "torch.nn.modules.linear.Linear", "optimizer": "functools.partial(torch.optim.adam.Adam, lr=0.1)",

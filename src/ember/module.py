@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ember._hparams import load_from_checkpoint as _load_from_checkpoint, save_hyperparameters as _save_hparams
 from ember._hparams import snapshot as _snapshot
-from ember._utils import AttributeDict, move_data_to_device
+from ember._utils import AttributeDict, is_overridden, move_data_to_device
 
 if TYPE_CHECKING:
     from ember.trainer.trainer import Trainer
@@ -408,6 +408,8 @@ class LightningModule(nn.Module):
 
         model, checkpoint = _load_from_checkpoint(cls, checkpoint_path, map_location, hparams_file, weights_only,
                                                   import_objects, kwargs, "hyper_parameters", "hparams_name")
+        if is_overridden("configure_model", model, LightningModule):
+            model.configure_model()  # as Lightning: layers made there must exist before the weights load
         load_weights(model, checkpoint, checkpoint_path, strict=True if strict is None else strict)
         if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
             model.to(map_location)
