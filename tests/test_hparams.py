@@ -443,6 +443,22 @@ def test_load_from_checkpoint_calls_configure_model_before_loading_the_weights(t
     assert torch.equal(loaded.layer.weight, model.layer.weight)
 
 
+def test_strict_loading_set_by_the_model_is_followed(tmp_path):
+    class Partial(ember.LightningModule):  # e.g. adapters saved without the frozen backbone
+        def __init__(self):
+            super().__init__()
+            self.strict_loading = False
+            self.backbone = nn.Linear(2, 2)
+            self.adapter = nn.Linear(2, 2)
+
+    model = Partial()
+    torch.save({"state_dict": {k: v for k, v in model.state_dict().items() if k.startswith("adapter")}},
+               tmp_path / "m.ckpt")
+    assert torch.equal(Partial.load_from_checkpoint(tmp_path / "m.ckpt").adapter.weight, model.adapter.weight)
+    with pytest.raises(ValueError, match=r"strict=True\) conflicts with Partial.strict_loading=False"):
+        Partial.load_from_checkpoint(tmp_path / "m.ckpt", strict=True)
+
+
 OBJECTS = {"net": nn.Linear(2, 2), "optimizer": functools.partial(torch.optim.Adam, lr=0.1), "encoder": Encoder,
            "args": argparse.Namespace(depth=3), "mode": Mode.FAST, "lr": 0.1}
 AS_TEXT = {"net": "torch.nn.modules.linear.Linear", "optimizer": "functools.partial(torch.optim.adam.Adam, lr=0.1)",

@@ -410,7 +410,12 @@ class LightningModule(nn.Module):
                                                   import_objects, kwargs, "hyper_parameters", "hparams_name")
         if is_overridden("configure_model", model, LightningModule):
             model.configure_model()  # as Lightning: layers made there must exist before the weights load
-        load_weights(model, checkpoint, checkpoint_path, strict=True if strict is None else strict)
+        own = getattr(model, "strict_loading", None)  # ``self.strict_loading = False`` in __init__, as in Lightning
+        if own is not None and strict is not None and bool(strict) != bool(own):
+            raise ValueError(f"{cls.__name__}.load_from_checkpoint(strict={strict!r}) conflicts with "
+                             f"{cls.__name__}.strict_loading={own!r}; pass the same value, or leave strict out.")
+        strict = (True if own is None else bool(own)) if strict is None else strict
+        load_weights(model, checkpoint, checkpoint_path, strict=strict)
         if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
             model.to(map_location)
         return model
