@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 
@@ -156,6 +157,16 @@ def test_usage_errors(tmp_path, capsys, monkeypatch):
     assert main(["run", "--help"]) == 0
     assert main(["run", "nope.py"]) == 2 and "no script 'nope.py'" in capsys.readouterr().err
     assert main(["run", "--fast", "train.py"]) == 2 and "unknown option '--fast'" in capsys.readouterr().err
+
+
+def test_the_hook_refuses_to_start_after_lightning_was_imported(monkeypatch):
+    from ember import _lightning_alias
+
+    monkeypatch.setitem(sys.modules, "pytorch_lightning", types.ModuleType("pytorch_lightning"))
+    with pytest.raises(RuntimeError, match=r"Lightning is already imported in this process \(.*pytorch_lightning.*"
+                                           r"ember run train.py"):
+        _lightning_alias.install()
+    assert not _lightning_alias.installed()
 
 
 def test_lightning_module_names_map_to_ember_modules():

@@ -29,7 +29,7 @@ import sys
 import types
 from typing import Optional, Sequence
 
-__all__ = ["LightningNameError", "install", "installed", "relaunch_command", "run_module", "run_path", "uninstall"]
+__all__ = ["LightningNameError", "install", "installed", "relaunch_command", "run_module", "run_path"]
 
 # Lightning package prefix -> the ember package that answers it (checked in this order)
 _PREFIXES = (
@@ -158,21 +158,13 @@ def install() -> None:
     """
     if installed():
         return
-    loaded = sorted(name for name in sys.modules if name.split(".")[0] in _ROOTS
-                    and not isinstance(sys.modules[name], _LightningModule))
+    loaded = sorted({name.split(".")[0] for name, module in list(sys.modules.items())
+                     if name.split(".")[0] in _ROOTS and not isinstance(module, _LightningModule)})
     if loaded:
         raise RuntimeError(f"ember cannot stand in for Lightning here: Lightning is already imported in this "
-                           f"process ({', '.join(loaded[:3])}). Start the program with `ember run train.py` so that "
+                           f"process ({', '.join(loaded)}). Start the program with `ember run train.py` so that "
                            "ember's import hook is in place before anything imports Lightning.")
     sys.meta_path.insert(0, _finder)
-
-
-def uninstall() -> None:
-    """Stop answering Lightning imports and forget the stand-in modules (for tests)."""
-    while _finder in sys.meta_path:
-        sys.meta_path.remove(_finder)
-    for name in [n for n, m in sys.modules.items() if isinstance(m, _LightningModule)]:
-        del sys.modules[name]
 
 
 def run_path(path: str, argv: Sequence[str] = ()) -> None:
