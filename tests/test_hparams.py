@@ -459,6 +459,21 @@ def test_strict_loading_set_by_the_model_is_followed(tmp_path):
         Partial.load_from_checkpoint(tmp_path / "m.ckpt", strict=True)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_gpu_checkpoint_loads_onto_the_gpu_unless_mapped(tmp_path):
+    class Small(ember.LightningModule):
+        def __init__(self, width: int = 2):
+            super().__init__()
+            self.save_hyperparameters()
+            self.layer = nn.Linear(2, width)
+
+    model = Small().cuda()
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "m.ckpt")
+    assert Small.load_from_checkpoint(tmp_path / "m.ckpt").device.type == "cuda"  # as Lightning
+    assert Small.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu").device.type == "cpu"
+    assert Small.load_from_checkpoint(tmp_path / "m.ckpt", map_location={"cuda:0": "cpu"}).device.type == "cpu"
+
+
 OBJECTS = {"net": nn.Linear(2, 2), "optimizer": functools.partial(torch.optim.Adam, lr=0.1), "encoder": Encoder,
            "args": argparse.Namespace(depth=3), "mode": Mode.FAST, "lr": 0.1}
 AS_TEXT = {"net": "torch.nn.modules.linear.Linear", "optimizer": "functools.partial(torch.optim.adam.Adam, lr=0.1)",

@@ -416,6 +416,9 @@ class LightningModule(nn.Module):
                              f"{cls.__name__}.strict_loading={own!r}; pass the same value, or leave strict out.")
         strict = (True if own is None else bool(own)) if strict is None else strict
         load_weights(model, checkpoint, checkpoint_path, strict=strict)
-        if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
-            model.to(map_location)
+        # As Lightning: the model goes where the loaded tensors are (a GPU checkpoint on a machine with a GPU stays
+        # there; map_location decides otherwise).
+        device = next((t.device for t in checkpoint["state_dict"].values() if isinstance(t, Tensor)), None)
+        if device is not None:
+            model.to(device)
         return model
