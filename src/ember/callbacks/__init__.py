@@ -15,11 +15,9 @@ from ember.callbacks.model_checkpoint import ModelCheckpoint
 from ember.callbacks.model_summary import ModelSummary
 from ember.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from ember.callbacks.prediction_writer import BasePredictionWriter
-from ember.callbacks.pruning import ModelPruning
 from ember.callbacks.progress import ProgressBar, TQDMProgressBar
 from ember.callbacks.rich_model_summary import RichModelSummary
 from ember.callbacks.rich_progress import RichProgressBar, RichProgressBarTheme
-from ember.callbacks.spike import SpikeDetection
 from ember.callbacks.throughput_monitor import ThroughputMonitor
 from ember.callbacks.timer import Timer
 from ember.callbacks.weight_averaging import EMAWeightAveraging, StochasticWeightAveraging, WeightAveraging
@@ -53,6 +51,19 @@ __all__ = [
     "Timer",
     "WeightAveraging",
 ]
+
+_LAZY = {"ModelPruning": "ember.callbacks.pruning", "SpikeDetection": "ember.callbacks.spike"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:  # loaded on first use (torch.nn.utils.prune, the spike bookkeeping): `import ember` stays light
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ember.callbacks' has no attribute {name!r}")
+
 
 # Lightning's progress bars live in a package, ``callbacks/progress/{tqdm_progress,rich_progress,progress_bar}.py``;
 # ember's in two modules. Programs import the theme from Lightning's path
