@@ -30,8 +30,8 @@ LIGHTNING_ALL = {
         "LearningRateMonitor", "ModelCheckpoint", "ModelPruning", "ModelSummary", "OnExceptionCheckpoint",
         "ProgressBar", "RichModelSummary", "RichProgressBar", "StochasticWeightAveraging", "SpikeDetection",
         "ThroughputMonitor", "Timer", "TQDMProgressBar", "EMAWeightAveraging", "WeightAveraging"],
-    # and CometLogger, LitLogger: not yet in ember (an ImportError at import, see docs/migration.md)
-    "ember.loggers": ["CSVLogger", "Logger", "MLFlowLogger", "TensorBoardLogger", "WandbLogger"],
+    "ember.loggers": ["CSVLogger", "Logger", "MLFlowLogger", "TensorBoardLogger", "WandbLogger", "CometLogger",
+                      "LitLogger", "NeptuneLogger"],
     "ember.profilers": ["Profiler", "AdvancedProfiler", "PassThroughProfiler", "PyTorchProfiler", "SimpleProfiler",
                         "XLAProfiler"],
     "ember.strategies": ["DDPStrategy", "DeepSpeedStrategy", "FSDPStrategy", "ModelParallelStrategy",
