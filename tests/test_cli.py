@@ -124,7 +124,7 @@ def test_ember_help_lists_the_commands_and_rejects_unknown_ones(capsys):
 
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("demo", "fit", "validate", "test", "predict", "tune"):
+    for command in ("demo", "fit", "validate", "test", "predict", "tune", "plot", "run"):
         assert f"  {command} " in out
     assert main(["frobnicate"]) == 2 and "commands are: demo, fit" in capsys.readouterr().err
 
