@@ -144,10 +144,24 @@ def test_accelerator_names_exist_behind_ember_accelerators():
             acc.find_usable_cuda_devices(1)
 
 
-@pytest.mark.xfail(strict=True, reason="ember/accelerators.py (not this file's owner) must re-export "
-                                       "ember._accelerator_api's names; remove this mark when it does")
-def test_accelerator_names_import_from_ember_accelerators():
+def test_accelerator_names_import_from_ember_accelerators_and_an_accelerator_object_picks_the_device():
     from ember.accelerators import CPUAccelerator, CUDAAccelerator, find_usable_cuda_devices  # noqa: F401
+
+    assert ember.Trainer(accelerator=CPUAccelerator(), logger=False).strategy.root_device.type == "cpu"
+
+
+def test_a_plugin_ember_does_not_take_is_refused_with_what_to_use():
+    with pytest.raises(ValueError, match=r"ember takes cluster environments as plugins.*Trainer\(precision=\.\.\.\)"):
+        ember.Trainer(plugins=[object()], logger=False)
+
+
+def test_any_checkpoint_callback_replaces_the_default_model_checkpoint(tmp_path):
+    from ember.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+
+    trainer = ember.Trainer(default_root_dir=tmp_path, callbacks=[OnExceptionCheckpoint(tmp_path)], logger=False)
+    assert not any(isinstance(cb, ModelCheckpoint) for cb in trainer.callbacks)
+    assert isinstance(trainer.callbacks[-1], OnExceptionCheckpoint)
+    assert trainer.checkpoint_callbacks == [trainer.callbacks[-1]]
 
 
 def _placeholders():
@@ -374,7 +388,9 @@ def test_checkpoint_is_the_base_of_ember_checkpoint_callbacks_and_runs_after_the
         def on_train_epoch_end(self, trainer, pl_module):
             seen["plain"] = getattr(pl_module, "finished_epoch", None)
 
-    _quiet(os.getcwd(), max_epochs=2, callbacks=[MyCheckpoint(), Plain()]).fit(Module(), random_loader(n=16))
+    trainer = _quiet(os.getcwd(), max_epochs=2, callbacks=[MyCheckpoint(), Plain()], enable_checkpointing=True)
+    assert not any(isinstance(cb, ModelCheckpoint) for cb in trainer.callbacks)  # it replaces the default one
+    trainer.fit(Module(), random_loader(n=16))
     assert seen == {"checkpoint": 1, "plain": 0}
 
 

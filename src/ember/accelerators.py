@@ -33,6 +33,7 @@ def resolve_devices(accelerator: Any, devices: Any) -> tuple:
     ``devices="auto"`` means one device (ember does not start many processes unless asked; ``devices=-1`` takes
     every GPU). On the CPU, ``devices=N`` means N processes.
     """
+    accelerator = _accelerator_name(accelerator)  # Trainer(accelerator=CUDAAccelerator()) as in Lightning
     if not isinstance(accelerator, str) or accelerator.lower() not in _ACCELERATORS:
         raise ValueError(
             f"Trainer(accelerator={accelerator!r}) is not supported; use one of {list(_ACCELERATORS)}."
@@ -162,3 +163,10 @@ class Precision:
     def load_state_dict(self, state: dict) -> None:
         if self.scaler is not None and state:
             self.scaler.load_state_dict(state)
+
+
+# Lightning's accelerator classes (``from lightning.pytorch.accelerators import CUDAAccelerator``).
+from ember._accelerator_api import (  # noqa: E402,F401
+    Accelerator, CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator, _accelerator_name,
+    find_usable_cuda_devices,
+)

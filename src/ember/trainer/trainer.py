@@ -890,9 +890,9 @@ class Trainer:
 
     @property
     def checkpoint_callbacks(self) -> list:
-        from ember.callbacks.model_checkpoint import ModelCheckpoint
+        from ember.callbacks.checkpoint import Checkpoint
 
-        return [cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)]
+        return [cb for cb in self.callbacks if isinstance(cb, Checkpoint)]
 
     @property
     def checkpoint_callback(self) -> Any:
@@ -992,8 +992,14 @@ def _resolve_strategy(strategy: Any, device_type: str, device_indices: list, num
     from ember.strategies.environment import ClusterEnvironment
 
     for plugin in plugins:  # Trainer(plugins=[SLURMEnvironment(auto_requeue=False)]) as in Lightning
-        if isinstance(plugin, ClusterEnvironment) and hasattr(chosen, "cluster_environment") \
-                and chosen.cluster_environment is None:
+        if not isinstance(plugin, ClusterEnvironment):
+            raise ValueError(
+                f"Trainer(plugins=[{type(plugin).__name__}...]): ember takes cluster environments as plugins "
+                "(SLURMEnvironment, TorchElasticEnvironment, LightningEnvironment, or a ClusterEnvironment subclass); "
+                f"got {plugin!r}. Precision is set with Trainer(precision=...), the strategy with "
+                "Trainer(strategy=...); docs/migration.md lists Lightning's plugins and ember's equivalents."
+            )
+        if hasattr(chosen, "cluster_environment") and chosen.cluster_environment is None:
             chosen.cluster_environment = plugin
     chosen._configure(device_type, device_indices, num_nodes, devices_given)
     return chosen
@@ -1087,6 +1093,7 @@ def _build_loggers(logger: Any, root: str, disabled: bool) -> list:
 
 
 def _build_callbacks(callbacks: Any, checkpointing: bool, progress_bar: bool, summary: bool) -> list:
+    from ember.callbacks.checkpoint import Checkpoint
     from ember.callbacks.model_checkpoint import ModelCheckpoint
     from ember.callbacks.model_summary import ModelSummary
     from ember.callbacks.progress import ProgressBar, TQDMProgressBar
@@ -1102,21 +1109,22 @@ def _build_callbacks(callbacks: Any, checkpointing: bool, progress_bar: bool, su
         given.append(TQDMProgressBar())
     if not progress_bar:
         given = [cb for cb in given if not isinstance(cb, ProgressBar)]
-    has_checkpoint = any(isinstance(cb, ModelCheckpoint) for cb in given)
+    # Any Checkpoint (OnExceptionCheckpoint too) replaces the default ModelCheckpoint, as in Lightning
+    has_checkpoint = any(isinstance(cb, Checkpoint) for cb in given)
     if checkpointing and not has_checkpoint:
         given.append(ModelCheckpoint())
     if not checkpointing and has_checkpoint:
-        raise ValueError("Trainer(enable_checkpointing=False) but a ModelCheckpoint is in callbacks; remove one of "
-                         "the two.")
+        raise ValueError("Trainer(enable_checkpointing=False) but a checkpoint callback is in callbacks; remove one "
+                         "of the two.")
     return _checkpoints_last(given)
 
 
 def _checkpoints_last(callbacks: list) -> list:
-    """ModelCheckpoint runs after the other callbacks, so the state it saves includes theirs."""
-    from ember.callbacks.model_checkpoint import ModelCheckpoint
+    """Checkpoint callbacks run after the other callbacks, so the state they save includes theirs."""
+    from ember.callbacks.checkpoint import Checkpoint
 
-    return [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)] + \
-        [cb for cb in callbacks if isinstance(cb, ModelCheckpoint)]
+    return [cb for cb in callbacks if not isinstance(cb, Checkpoint)] + \
+        [cb for cb in callbacks if isinstance(cb, Checkpoint)]
 
 
 def _check_data_args(fn: str, train: Any, val: Any, datamodule: Any) -> None:
