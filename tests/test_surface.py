@@ -84,7 +84,9 @@ DOCUMENTED = {
     "ember.utilities.enums": ["GradClipAlgorithmType", "LightningEnum"],
     "ember.utilities.warnings": ["PossibleUserWarning"],
     "ember.utilities.imports": ["_TORCHVISION_AVAILABLE", "_OMEGACONF_AVAILABLE", "_RICH_AVAILABLE"],
-    "ember.utilities.model_helpers": ["is_overridden"],
+    "ember.utilities.model_helpers": ["is_overridden", "get_torchvision_model"],
+    "ember.cli": ["LightningCLI", "LightningArgumentParser", "SaveConfigCallback", "OptimizerCallable",
+                  "LRSchedulerCallable", "ReduceLROnPlateau", "instantiate_class", "ArgsType", "LRSchedulerTypeUnion"],
     "ember.utilities.combined_loader": ["CombinedLoader"],
     "ember.utilities.deepspeed": ["convert_zero_checkpoint_to_fp32_state_dict"],
     "ember.callbacks.checkpoint": ["Checkpoint"],
@@ -511,3 +513,20 @@ def test_wikitext2_reads_a_local_file_and_the_transformer_demo_trains(tmp_path):
     assert trainer.global_step == 1
     with pytest.raises(FileNotFoundError, match="does not exist. Pass download=True"):
         WikiText2(tmp_path / "elsewhere", download=False)
+
+
+def test_get_torchvision_model_builds_torchvision_models_by_name():
+    pytest.importorskip("torchvision")
+    from ember.utilities.model_helpers import get_torchvision_model
+
+    model = get_torchvision_model("resnet18", weights=None, num_classes=3)
+    assert type(model).__name__ == "ResNet" and model.fc.out_features == 3
+
+
+def test_ddp_ranks_started_under_ember_run_run_the_program_the_same_way(monkeypatch):
+    from ember import _lightning_alias
+    from ember.strategies.launcher import command_line
+
+    monkeypatch.setattr(_lightning_alias, "_started_as", ["/tmp/train.py"])
+    monkeypatch.setattr(sys, "argv", ["/tmp/train.py", "--lr", "0.1"])
+    assert command_line() == [sys.executable, "-m", "ember", "run", "/tmp/train.py", "--lr", "0.1"]

@@ -22,6 +22,9 @@ _children: list = []
 
 def command_line() -> list:
     """The command that started this process, to start it again."""
+    alias = sys.modules.get("ember._lightning_alias")  # started by `ember run train.py`: run it that way again
+    if alias is not None and alias.relaunch_command():
+        return alias.relaunch_command()
     spec = getattr(__main__, "__spec__", None)
     if spec is not None and spec.name not in ("__main__", None):  # python -m package.module
         name = spec.name[: -len(".__main__")] if spec.name.endswith(".__main__") else spec.name

@@ -1,4 +1,4 @@
-"""``lightning.pytorch.utilities.model_helpers``: whether a hook is overridden."""
+"""``lightning.pytorch.utilities.model_helpers``: whether a hook is overridden; a torchvision model by name."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -23,9 +23,15 @@ def is_overridden(method_name: str, instance: Optional[object] = None, parent: O
     return _is_overridden(method_name, instance, parent)
 
 
-__all__ = ["is_overridden"]
 
-from ember._missing import missing_function  # noqa: E402
+def get_torchvision_model(model_name: str, **kwargs: Any) -> Any:
+    """``torchvision.models.get_model(model_name, **kwargs)``, as Lightning's helper (``weights=`` as there)."""
+    try:
+        from torchvision import models
+    except ImportError as e:
+        raise ModuleNotFoundError(f"get_torchvision_model({model_name!r}) needs torchvision: "
+                                  "`pip install torchvision`.") from e
+    return models.get_model(model_name, **kwargs)
 
-get_torchvision_model = missing_function("utilities.model_helpers.get_torchvision_model",
-                                         "ember does not wrap torchvision", "torchvision.models.get_model(name, **kwargs)")
+
+__all__ = ["get_torchvision_model", "is_overridden"]
