@@ -26,8 +26,8 @@ class Tuner:
                 max_lr: float = 1, num_training: int = 100, mode: str = "exponential",
                 early_stop_threshold: Optional[float] = 4.0, update_attr: bool = True,
                 attr_name: str = "") -> Optional[_LRFinder]:
-        """Train ``num_training`` steps while the learning rate grows from ``min_lr`` to ``max_lr``
-        (``mode`` "exponential" or "linear"), stopping early once the smoothed loss exceeds
+        """Train ``num_training`` steps (within the Trainer's ``max_epochs``) while the learning rate grows from
+        ``min_lr`` to ``max_lr`` (``mode`` "exponential" or "linear"), stopping early once the smoothed loss exceeds
         ``early_stop_threshold`` times its best value (None: never). Returns the ``_LRFinder`` with
         ``results``, ``suggestion()`` and ``plot()``; with ``update_attr`` the suggestion is written to
         ``attr_name`` or the first of ``lr``/``learning_rate`` found on the model, its hparams or the datamodule.
