@@ -42,7 +42,7 @@ class LightningModule(nn.Module):
     # with ``__jit_unused_properties__ = LightningModule.__jit_unused_properties__ + ["name"]``.
     __jit_unused_properties__ = [
         "trainer", "device", "dtype", "current_epoch", "global_step", "global_rank", "local_rank",
-        "logger", "loggers", "on_gpu", "hparams", "hparams_initial",
+        "logger", "loggers", "on_gpu", "hparams", "hparams_initial", "strict_loading",
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -55,6 +55,7 @@ class LightningModule(nn.Module):
         self.automatic_optimization: bool = True
         self.example_input_array: Any = None
         self._jit_is_scripting: bool = False  # set by ember.export while TorchScript inspects the module
+        self._strict_loading: Optional[bool] = None  # None: not set by the user (strict)
 
     # --- what the trainer owns ------------------------------------------------------------------
     @property
@@ -112,6 +113,17 @@ class LightningModule(nn.Module):
     @property
     def on_gpu(self) -> bool:
         return self.device.type == "cuda"
+
+    @property
+    def strict_loading(self) -> bool:
+        """Whether loading a checkpoint (``trainer.fit(ckpt_path=...)``, ``load_from_checkpoint``) requires its
+        ``state_dict`` keys to match the model's exactly (the default). Set ``self.strict_loading = False`` in
+        ``__init__`` to load a checkpoint with missing or extra entries (e.g. a frozen backbone left out)."""
+        return self.__dict__.get("_strict_loading") in (None, True)
+
+    @strict_loading.setter
+    def strict_loading(self, strict: bool) -> None:
+        self._strict_loading = strict
 
     # --- hyperparameters --------------------------------------------------------------------------
     def save_hyperparameters(self, *args: Any, ignore: Union[str, Iterable[str], None] = None,
@@ -410,7 +422,9 @@ class LightningModule(nn.Module):
                                                   import_objects, kwargs, "hyper_parameters", "hparams_name")
         if is_overridden("configure_model", model, LightningModule):
             model.configure_model()  # as Lightning: layers made there must exist before the weights load
-        own = getattr(model, "strict_loading", None)  # ``self.strict_loading = False`` in __init__, as in Lightning
+        # ``self.strict_loading = False`` in __init__ (or a class attribute), as in Lightning; None when not set
+        overridden = type(model).strict_loading is not LightningModule.strict_loading
+        own = model.strict_loading if overridden else model.__dict__.get("_strict_loading")
         if own is not None and strict is not None and bool(strict) != bool(own):
             raise ValueError(f"{cls.__name__}.load_from_checkpoint(strict={strict!r}) conflicts with "
                              f"{cls.__name__}.strict_loading={own!r}; pass the same value, or leave strict out.")

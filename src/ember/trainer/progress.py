@@ -1,9 +1,10 @@
 """Every counter of a run and the data position, in one object that saves and restores itself."""
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 
@@ -48,10 +49,75 @@ class Progress:
         self.rng_to_restore = state.get("rng")
         self.epoch_start_rng = state.get("epoch_start_rng") if self.batch_idx else None
 
+    @staticmethod
+    def check_state(state: Any, batches_per_epoch: Union[int, float] = math.inf, max_epochs: int = -1,
+                    max_steps: int = -1) -> None:
+        """Refuse a saved progress that this run cannot continue, before anything is loaded: a missing counter,
+        one that is not an int, negative, a batch index past the epoch's ``batches_per_epoch`` (a resume
+        fast-forwards the loader that far: a huge value would hang), or steps/epochs past ``max_steps`` /
+        ``max_epochs`` (-1: no limit). Raises ``ValueError`` (``TypeError`` for a wrong type) saying the field,
+        the value found and the allowed range."""
+        if not isinstance(state, dict):
+            raise TypeError(f"the saved progress is a {type(state).__name__}, not a dict")
+        missing = [k for k in _COUNTERS + ("epoch_done",) if k not in state]
+        if missing:
+            raise ValueError(f"the saved progress has no {', '.join(missing)} (found: {', '.join(map(str, state))})")
+        for key in _COUNTERS:
+            value = state[key]
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"the saved progress has {key}={value!r} (a {type(value).__name__}); it must be an "
+                                "int >= 0")
+            if value < 0:
+                raise ValueError(f"the saved progress has {key}={value}; it must be >= 0")
+        if not isinstance(state["epoch_done"], bool):
+            raise TypeError(f"the saved progress has epoch_done={state['epoch_done']!r} (a "
+                            f"{type(state['epoch_done']).__name__}); it must be True or False")
+        batch_idx, seen = state["batch_idx"], state["batches_seen"]
+        if not state["epoch_done"] and batches_per_epoch and batch_idx > batches_per_epoch:
+            raise ValueError(f"the saved progress has batch_idx={batch_idx}, but an epoch of this run's training "
+                             f"data has {batches_per_epoch} batches: batch_idx must be between 0 and "
+                             f"{batches_per_epoch} (resuming fast-forwards the data that far)")
+        if batch_idx > seen:
+            raise ValueError(f"the saved progress has batch_idx={batch_idx} (batches trained in its epoch) but "
+                             f"batches_seen={seen} (in the whole run); batch_idx must be between 0 and {seen}")
+        if state["batches_stepped"] > seen:
+            raise ValueError(f"the saved progress has batches_stepped={state['batches_stepped']} but "
+                             f"batches_seen={seen}; batches_stepped must be between 0 and {seen}")
+        if state["accumulated"] > batch_idx:
+            raise ValueError(f"the saved progress has accumulated={state['accumulated']} (batches waiting for an "
+                             f"optimizer step) but batch_idx={batch_idx}; accumulated must be between 0 and "
+                             f"{batch_idx}")
+        if max_steps != -1 and state["optimizer_steps"] > max_steps:
+            raise ValueError(f"the saved progress has optimizer_steps={state['optimizer_steps']} (global_step), "
+                             f"past Trainer(max_steps={max_steps}): it must be between 0 and {max_steps}; raise "
+                             "max_steps to train further")
+        done = state["epoch"] + bool(state["epoch_done"])  # epochs finished: the resumed run starts in this one
+        if max_epochs != -1 and done > max_epochs:
+            raise ValueError(f"the saved progress has {done} finished epochs (epoch={state['epoch']}, epoch_done="
+                             f"{state['epoch_done']}), past Trainer(max_epochs={max_epochs}): finished epochs must "
+                             f"be between 0 and {max_epochs}; raise max_epochs to train further")
+        for key in ("rng", "epoch_start_rng"):
+            if state.get(key) is not None:
+                _check_rng_state(key, state[key])
+
     def restore_rng(self) -> None:
         if self.rng_to_restore:
             set_rng_state(self.rng_to_restore)
             self.rng_to_restore = None
+
+
+_COUNTERS = ("epoch", "batch_idx", "batches_seen", "optimizer_steps", "batches_stepped", "accumulated")
+
+
+def _check_rng_state(key: str, state: Any) -> None:
+    """What ``set_rng_state`` reads, checked before the run starts (it is applied after set-up work)."""
+    torch_state = state.get("torch") if isinstance(state, dict) else None
+    if not (isinstance(torch_state, torch.Tensor) and torch_state.dtype == torch.uint8):
+        raise TypeError(f"the saved progress has a '{key}' entry that is not a generator state (a dict whose "
+                        "'torch' entry is a uint8 tensor, as rng_state() writes)")
+    python = state.get("python")
+    if python is not None and not (isinstance(python, (tuple, list)) and len(python) == 3):
+        raise TypeError(f"the saved progress has a '{key}' entry whose 'python' state is not (version, state, gauss)")
 
 
 def rng_state() -> dict:
