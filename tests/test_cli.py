@@ -341,3 +341,107 @@ def test_an_optimizer_group_linked_to_a_model_argument_arrives_as_a_class_path_d
     assert cli.model.optimizer_config["init_args"]["lr"] == 0.03
     optimizer = cli.model.configure_optimizers()  # the model's own method stays: the group is linked, not automatic
     assert type(optimizer) is torch.optim.RMSprop and optimizer.defaults["lr"] == 0.03
+
+
+# --- hyperparameters of a model the CLI built: the config in the checkpoint, rebuilt only when asked -----------
+from ember._hparams import CLI_KEY  # noqa: E402
+
+
+class SavesHparams(Classifier):
+    """A model that records its arguments; the optimizer is chosen by class path on the command line."""
+
+    def __init__(self, num_classes: int = 3, hidden: int = 8, optimizer: OptimizerCallable = torch.optim.SGD):
+        super().__init__(num_classes, hidden, optimizer)
+        self.save_hyperparameters()
+
+
+class NeedsOptimizer(SavesHparams):
+    def __init__(self, optimizer: OptimizerCallable, hidden: int = 8):
+        super().__init__(3, hidden, optimizer)
+
+
+ADAGRAD = ["--model.optimizer=Adagrad", "--model.optimizer.lr_decay=0.1", "--model.hidden=5"]
+
+
+@pytest.fixture(scope="module")
+def cli_checkpoint(tmp_path_factory):
+    """A checkpoint written by `fit` of a model whose optimizer came from the command line by class path."""
+    root = tmp_path_factory.mktemp("cli_hparams")
+    cli = LightningCLI(SavesHparams, Blobs, args=["fit", *_tiny(root), *ADAGRAD])
+    return cli, cli.trainer.checkpoint_callback.best_model_path
+
+
+def test_a_cli_checkpoint_stores_the_config_of_objects_as_plain_data(cli_checkpoint):
+    cli, path = cli_checkpoint
+    stored = torch.load(path, weights_only=True)["hyper_parameters"]
+    assert stored["hidden"] == 5 and stored[CLI_KEY] == ["optimizer"]
+    assert stored["optimizer"]["class_path"] == "torch.optim.Adagrad"
+    assert stored["optimizer"]["init_args"]["lr_decay"] == 0.1
+    assert "jsonargparse" not in repr(stored)
+    assert cli.model.hparams.optimizer is cli.model.optimizer  # in memory: the object the model received
+    hparams_yaml = yaml.safe_load(open(os.path.join(cli.trainer.log_dir, "hparams.yaml")))
+    assert "jsonargparse" not in repr(hparams_yaml) and "Adagrad" in repr(hparams_yaml["optimizer"])
+
+
+def test_load_from_checkpoint_rebuilds_the_cli_optimizer_only_when_asked(cli_checkpoint):
+    _, path = cli_checkpoint
+    with pytest.warns(UserWarning, match=r"'optimizer'.*torch\.optim\.Adagrad\(.*lr_decay=0\.1.*import_objects=True"):
+        plain = SavesHparams.load_from_checkpoint(path)
+    assert plain.hparams.optimizer is torch.optim.SGD and plain.hparams.hidden == 5  # the default, and the stored
+    rebuilt = SavesHparams.load_from_checkpoint(path, import_objects=True)
+    optimizer = rebuilt.configure_optimizers()
+    assert type(optimizer) is torch.optim.Adagrad and optimizer.defaults["lr_decay"] == 0.1
+    again = ember._hparams.hparams_for_checkpoint(rebuilt.hparams)  # saved again: the same config
+    assert again == torch.load(path, weights_only=True)["hyper_parameters"]
+    with pytest.raises(TypeError, match=r"needs 'optimizer'.*the command line's config torch\.optim\.Adagrad.*"
+                                        r"import_objects=True"):
+        NeedsOptimizer.load_from_checkpoint(path)
+    assert NeedsOptimizer.load_from_checkpoint(path, optimizer=torch.optim.Adam).hparams.optimizer is torch.optim.Adam
+
+
+def test_a_cli_config_naming_os_system_is_never_imported_without_the_opt_in(tmp_path, monkeypatch):
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    marker = tmp_path / "imported"
+    (probe / "ember_cli_payload.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Opt: pass\n")
+    monkeypatch.syspath_prepend(str(probe))
+    calls = []
+    monkeypatch.setattr(os, "system", lambda *args: calls.append(args) or 0)
+    state = SavesHparams().state_dict()
+    hostile = {"optimizer": {"class_path": "os.system", "init_args": {"command": "echo pwned"}},
+               "hidden": {"class_path": "ember_cli_payload.Opt"}}
+    for marks in ({CLI_KEY: ["optimizer", "hidden"]}, {"_instantiator": "lightning.pytorch.cli.instantiate_module"}):
+        path = tmp_path / "hostile.ckpt"
+        torch.save({"state_dict": state, "hyper_parameters": {**hostile, **marks}}, path)
+        with pytest.warns(UserWarning, match="import_objects=True"):
+            loaded = SavesHparams.load_from_checkpoint(path)
+        assert loaded.hparams.optimizer is torch.optim.SGD and loaded.hparams.hidden == 8  # the defaults
+        with pytest.warns(UserWarning, match=r"\['optimizer', 'hidden'\].*not read from the checkpoint"):
+            LightningCLI(SavesHparams, Blobs, args=["validate", *_tiny(tmp_path / "v"), f"--ckpt_path={path}"])
+        assert calls == [] and not marker.exists() and "ember_cli_payload" not in sys.modules
+
+
+def test_ckpt_path_reads_the_models_hyperparameters_and_the_command_line_wins(cli_checkpoint, tmp_path):
+    _, path = cli_checkpoint
+    with pytest.warns(UserWarning, match=r"\['optimizer'\].*not read from the checkpoint"):
+        cli = LightningCLI(SavesHparams, Blobs, args=["validate", *_tiny(tmp_path / "a"), f"--ckpt_path={path}"])
+    assert cli.model.hparams.hidden == 5 and cli.model.net[0].out_features == 5  # read back: the weights fit
+
+    class BuildOnly(LightningCLI):
+        def fit(self, **kwargs):  # a subclass may replace the run: here only the objects are built
+            pass
+
+    with pytest.warns(UserWarning, match="not read from the checkpoint"):
+        cli = BuildOnly(SavesHparams, Blobs, args=["fit", f"--ckpt_path={path}", "--model.hidden=7",
+                                                   *_tiny(tmp_path / "b")])
+    assert cli.model.hparams.hidden == 7
+
+
+def test_without_load_from_checkpoint_support_the_object_is_described(tmp_path):
+    cli = LightningCLI(SavesHparams, Blobs, run=False, load_from_checkpoint_support=False,
+                       args=[*ADAGRAD, *_tiny(tmp_path)])
+    stored = ember._hparams.hparams_for_checkpoint(cli.model.hparams)
+    assert CLI_KEY not in stored  # jsonargparse's callable, described as what it calls
+    assert stored["optimizer"]["_ember_object_"] == "partial"
+    assert stored["optimizer"]["target"] == "torch.optim.adagrad.Adagrad"
+    assert stored["optimizer"]["kwargs"]["lr_decay"] == 0.1

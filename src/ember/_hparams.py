@@ -20,10 +20,21 @@ checked to lead back to it, so a lambda or a function defined inside another bec
 Loading turns descriptions back into objects only when the caller asks (``import_objects=True``): a
 checkpoint never makes ember import or call what it names. ``argparse.Namespace`` and ``pathlib`` paths are
 plain values of known types and are always rebuilt.
+
+An object that ``LightningCLI`` built from a ``class_path`` (an ``OptimizerCallable``, a network given by class
+path) is stored as the config that built it, as Lightning stores it, plus the list of such names under
+``"_ember_cli_"``::
+
+    {"optimizer": {"class_path": "torch.optim.Adagrad", "init_args": {"lr": 0.01}}, "_ember_cli_": ["optimizer"]}
+
+``load_from_checkpoint(import_objects=True)`` rebuilds those through jsonargparse, typed by the ``__init__``
+signature, as the CLI built them; without it they are not imported (default, or an error naming the argument).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import dataclasses
 import enum
 import functools
@@ -33,7 +44,7 @@ import pathlib
 import reprlib
 import sys
 from collections.abc import Mapping, MutableSequence
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -41,6 +52,9 @@ from torch import nn
 from ember._utils import AttributeDict, rank_zero_warn
 
 OBJECT_KEY = "_ember_object_"
+CLI_KEY = "_ember_cli_"  # stored hparams: the names whose value is the CLI config that built the object
+# what Lightning's LightningCLI adds to a model's stored hparams (never __init__ arguments)
+_LIGHTNING_INSTANTIATOR, _LIGHTNING_CLASS_PATH = "_instantiator", "_class_path"
 
 # Types ember rebuilds from a description without importing anything the file names: plain data holders.
 _SAFE_TYPES: dict[str, type] = {
@@ -56,6 +70,68 @@ _repr.maxother = _repr.maxstring = 200
 
 
 # --- recording ------------------------------------------------------------------------------------------
+# Set by LightningCLI around building a model or datamodule: (the class built, a function giving the plain-data
+# config of its __init__ arguments, read only when an argument is an object built from a class_path).
+_cli_config: contextvars.ContextVar = contextvars.ContextVar("ember_cli_config", default=None)
+
+
+@contextlib.contextmanager
+def cli_config_context(cls: type, config: Callable[[], Mapping]) -> Iterator[None]:
+    """While ``cls`` is built, ``save_hyperparameters`` records ``config()[name]`` (plain data: the
+    ``{"class_path", "init_args"}`` dicts of a parsed config) as what to store for each argument that was built
+    from a class path, instead of describing the object."""
+    token = _cli_config.set((cls, config))
+    try:
+        yield
+    finally:
+        _cli_config.reset(token)
+
+
+def has_class_path(value: Any) -> bool:
+    """Whether a plain-data value is, or holds, a ``{"class_path": ...}`` dict (something a CLI builds)."""
+    if isinstance(value, dict):
+        return "class_path" in value or any(has_class_path(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_class_path(v) for v in value)
+    return False
+
+
+def _record_cli_config(obj: Any, hparams: AttributeDict, init_args: dict) -> set:
+    """Under ``cli_config_context`` for ``type(obj)``: remember, for each argument the CLI built from a class path,
+    the object received and its config. Returns the names recorded."""
+    context = _cli_config.get()
+    if context is None or type(obj) is not context[0]:
+        return set()
+    found = {k: v for k, v in init_args.items() if k in hparams}
+    config: Optional[Mapping] = None
+    recorded = cli_configs(hparams)
+    for key, value in found.items():
+        if value is None or type(value) in _SCALARS:
+            continue  # plain data: stored as it is
+        if config is None:
+            config = context[1]()
+        given = describe(config.get(key))
+        if has_class_path(given) and not _same(describe(value), given):  # a dict typed `dict` is stored as it is
+            recorded[key] = (value, given)
+    _set_cli_configs(hparams, recorded)
+    return set(recorded)
+
+
+def cli_configs(hparams: Any) -> dict:
+    """``{name: (object, config)}`` recorded by ``_record_cli_config`` on an hparams dict (empty for others)."""
+    return dict(getattr(hparams, "__dict__", {}).get("_ember_cli_configs", {}))
+
+
+def _set_cli_configs(hparams: AttributeDict, configs: dict) -> None:
+    object.__setattr__(hparams, "_ember_cli_configs", configs)  # not an item: AttributeDict maps attributes to keys
+
+
+def _current_cli_configs(hparams: Mapping) -> dict:
+    """``{name: config}`` for the names whose value is still the object the CLI built (a value the user replaced
+    is stored as itself)."""
+    return {k: config for k, (value, config) in cli_configs(hparams).items() if k in hparams and hparams[k] is value}
+
+
 def collect_init_args(obj: Any, frame: Any) -> dict:
     """The arguments of the ``__init__`` calls of ``obj`` on the stack from ``frame`` up: named ones and the
     contents of ``**kwargs``; ``*args`` is left out, as in Lightning (it has no names to pass back).
@@ -124,8 +200,9 @@ def save_hyperparameters(obj: Any, args: tuple, ignore: Any, frame: Any) -> None
     for key in ignore:
         hparams.pop(key, None)
     obj._hparams_name = name if hparams else None
+    from_cli = _record_cli_config(obj, hparams, init_args) if name == "kwargs" else set()
     for key, value in hparams.items():
-        if isinstance(value, nn.Module):  # Lightning's message, word for word: programs filter on it
+        if isinstance(value, nn.Module) and key not in from_cli:  # Lightning's message, word for word
             rank_zero_warn(
                 f"Attribute {key!r} is an instance of `nn.Module` and is already saved during checkpointing. "
                 f"It is recommended to ignore them using `self.save_hyperparameters(ignore=[{key!r}])`.",
@@ -144,7 +221,9 @@ def snapshot(hparams: Mapping) -> AttributeDict:
             return type(value)(copy(v) for v in value)
         return value
 
-    return AttributeDict(copy(dict(hparams)))
+    copied = AttributeDict(copy(dict(hparams)))
+    _set_cli_configs(copied, cli_configs(hparams))
+    return copied
 
 
 # --- storing: checkpoints, hparams.yaml, loggers -----------------------------------------------------------
@@ -216,6 +295,7 @@ def describe(value: Any, for_yaml: bool = False) -> Any:
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
         return _instance(value, type(value), [], fields, for_yaml)
     if isinstance(value, functools.partial):
+        value = _unwrap_jsonargparse(value)
         path = import_path(value.func)
         if path is None:
             return _object(value)
@@ -228,6 +308,15 @@ def describe(value: Any, for_yaml: bool = False) -> Any:
     if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # numpy scalars and arrays
         return value.tolist()
     return _object(value)
+
+
+def _unwrap_jsonargparse(value: functools.partial) -> functools.partial:
+    """jsonargparse's callable for a ``class_path`` (``partial(call_without_instantiate_context, instantiator,
+    cls, **init_args)``) as ``partial(cls, **init_args)``, what it calls."""
+    func_module = getattr(value.func, "__module__", None) or ""
+    if func_module.startswith("jsonargparse") and value.args and inspect.isclass(value.args[-1]):
+        return functools.partial(value.args[-1], **value.keywords)
+    return value
 
 
 def _key(key: Any, for_yaml: bool) -> Any:
@@ -269,15 +358,73 @@ def _call(kind: str, target: str, args: Any, kwargs: Mapping, for_yaml: bool) ->
 
 def hparams_for_checkpoint(hparams: Mapping) -> dict:
     """What a checkpoint stores under ``hyper_parameters``: every value as plain data (see ``describe``), except
-    an ``nn.Module`` given directly as an argument, which is left out (its weights are in the state dict)."""
-    return {k: describe(v) for k, v in hparams.items() if not isinstance(v, nn.Module)}
+    an ``nn.Module`` given directly as an argument, which is left out (its weights are in the state dict). An
+    object the CLI built from a class path is stored as its config, and its name listed under ``CLI_KEY``."""
+    return _stored(hparams, for_yaml=False)
 
 
 def hparams_for_yaml(hparams: Any) -> dict:
-    """What ``hparams.yaml`` holds: ``describe(..., for_yaml=True)`` of every value, for ``yaml.safe_dump``."""
+    """What ``hparams.yaml`` holds: ``describe(..., for_yaml=True)`` of every value, for ``yaml.safe_dump``
+    (objects the CLI built: their config, as in the checkpoint)."""
     if isinstance(hparams, argparse.Namespace):
         hparams = vars(hparams)
-    return {_key(k, True): describe(v, for_yaml=True) for k, v in hparams.items()}
+    return _stored(hparams, for_yaml=True)
+
+
+def _stored(hparams: Mapping, for_yaml: bool) -> dict:
+    configs = _current_cli_configs(hparams)
+    stored = {}
+    for key, value in hparams.items():
+        if key in configs:
+            stored[_key(key, for_yaml)] = describe(configs[key], for_yaml)
+        elif for_yaml or not isinstance(value, nn.Module):
+            stored[_key(key, for_yaml)] = describe(value, for_yaml)
+    if configs:
+        stored[CLI_KEY] = sorted(configs)
+    return stored
+
+
+def hparams_with_cli_configs(hparams: Mapping) -> dict:
+    """The values as given, except that an object the CLI built is its config (and ``CLI_KEY`` lists those):
+    what the loggers receive, so that they show ``optimizer/class_path`` as Lightning's do."""
+    configs = _current_cli_configs(hparams)
+    values = {k: configs.get(k, v) for k, v in hparams.items()}
+    if configs:
+        values[CLI_KEY] = sorted(configs)
+    return values
+
+
+def hparams_to_log(module: Any, datamodule: Any = None) -> dict:
+    """What ``Trainer`` sends to its loggers at the start of a run, as Lightning: the module's ``hparams_initial``
+    merged with the datamodule's (each unless it called ``save_hyperparameters(logger=False)``). A name in both
+    with different values raises; objects the CLI built appear as their config.
+
+    >>> hparams_to_log(model, datamodule)                    # doctest: +SKIP
+    {'lr': 0.01, 'batch_size': 32}
+    """
+    sources = [hparams_with_cli_configs(getattr(obj, "hparams_initial", None) or {}) for obj in (module, datamodule)
+               if obj is not None and getattr(obj, "_log_hyperparams", True)]
+    cli_names = sorted({name for source in sources for name in source.pop(CLI_KEY, [])})
+    if len(sources) == 2:
+        clashing = [k for k in sources[0] if k in sources[1] and _differ(sources[0][k], sources[1][k])]
+        if clashing:  # Lightning's words, then what to do
+            raise RuntimeError(
+                f"Error while merging hparams: the keys {clashing} are present in both the LightningModule's and "
+                "LightningDataModule's hparams but have different values. Rename one of them, leave it out with "
+                "`save_hyperparameters(ignore=[...])`, or call `save_hyperparameters(logger=False)` in one of them.")
+    merged = {k: v for source in sources for k, v in source.items()}
+    if cli_names:
+        merged[CLI_KEY] = cli_names
+    return merged
+
+
+def _differ(a: Any, b: Any) -> bool:
+    """Lightning's test for one name in both: another type, another tensor object, or ``!=``."""
+    if type(a) is not type(b):
+        return True
+    if isinstance(a, torch.Tensor):
+        return a is not b
+    return bool(a != b)
 
 
 def hparams_for_display(params: Any) -> Any:
@@ -419,7 +566,7 @@ def init_kwargs(cls: type, stored: Mapping, stored_name: Optional[str], given: d
               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     names = {p.name for p in params}
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-    stored = dict(stored)
+    stored, from_cli = split_cli_configs(stored)
     if stored_name and stored_name != "kwargs" and stored_name in names:
         stored = {stored_name: AttributeDict(stored)}  # save_hyperparameters(config): the config is one argument
     values: dict = {}
@@ -428,7 +575,10 @@ def init_kwargs(cls: type, stored: Mapping, stored_name: Optional[str], given: d
         if key in given or not (accepts_any or key in names):
             continue
         try:
-            values[key] = rebuild(value, import_objects)
+            if key in from_cli:
+                values[key] = _rebuild_cli_config(cls, key, value, import_objects)
+            else:
+                values[key] = rebuild(value, import_objects)
         except NotRebuilt as e:
             not_rebuilt[key] = e
     unknown = sorted(k for k in given if not (accepts_any or k in names))
@@ -453,6 +603,55 @@ def init_kwargs(cls: type, stored: Mapping, stored_name: Optional[str], given: d
             stacklevel=5,  # the caller of Model.load_from_checkpoint
         )
     return values
+
+
+def split_cli_configs(stored: Mapping) -> tuple[dict, set]:
+    """Stored hyperparameters without the CLI's bookkeeping keys, and the names whose value is a CLI config to
+    build: those listed under ``CLI_KEY`` (ember), or, in a checkpoint of Lightning's LightningCLI (it has
+    ``_instantiator``), every value holding a ``class_path``."""
+    stored = dict(stored)
+    listed = stored.pop(CLI_KEY, None)
+    if _LIGHTNING_INSTANTIATOR in stored:
+        stored.pop(_LIGHTNING_INSTANTIATOR)
+        stored.pop(_LIGHTNING_CLASS_PATH, None)
+        return stored, {k for k, v in stored.items() if has_class_path(v)}
+    if not isinstance(listed, list):
+        return stored, set()
+    return stored, {k for k in listed if isinstance(k, str) and k in stored}
+
+
+def _config_text(config: Any) -> str:
+    """A CLI config as one short line: ``torch.optim.Adagrad(lr=0.01, ...)``."""
+    if isinstance(config, dict) and isinstance(config.get("class_path"), str):
+        init_args = config.get("init_args")
+        args = ", ".join(f"{k}={_repr.repr(v)}" for k, v in init_args.items()) if isinstance(init_args, dict) else ""
+        return _repr.repr(f"{config['class_path']}({args})").strip("'")
+    return str(_repr.repr(config))
+
+
+def _rebuild_cli_config(cls: type, key: str, config: Any, import_objects: bool) -> Any:
+    """The object ``LightningCLI`` built for ``cls.__init__``'s argument ``key`` from ``config``, built again by
+    jsonargparse from the argument's type hint, as the CLI does; only with ``import_objects``."""
+    text = f"the command line's config {_config_text(config)}"
+    if not import_objects:
+        raise NotRebuilt(text, can_import=True)
+    try:
+        import jsonargparse
+    except ImportError as e:
+        raise ImportError(f"{cls.__name__}.load_from_checkpoint: {key!r} was built by LightningCLI from {text}; "
+                          "building it again needs jsonargparse: pip install 'jsonargparse[signatures]>=4.27', or "
+                          f"pass {key}=... as a keyword argument.") from e
+    others = set(list(inspect.signature(cls.__init__).parameters)[1:]) - {key}
+    parser = jsonargparse.ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "init", fail_untyped=False, instantiate=False, skip=others)
+    try:
+        parsed = parser.parse_object({"init": {key: config}})
+    except jsonargparse.ArgumentError as e:
+        raise ValueError(f"{cls.__name__}.load_from_checkpoint: {key!r} was built by LightningCLI from {text}, "
+                         f"which does not fit {cls.__name__}.__init__ now: {e}. Pass {key}=... as a keyword "
+                         "argument.") from e
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # jsonargparse 4.49 rename
+    return instantiate(parsed).init[key]
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -542,4 +741,9 @@ def load_from_checkpoint(cls: type, checkpoint_path: Any, map_location: Any, hpa
     if hparams_file is not None:
         stored = read_hparams_file(hparams_file)  # replaces the checkpoint's, as in Lightning
     values = init_kwargs(cls, stored, checkpoint.get(hparams_name_key), kwargs, bool(import_objects))
-    return cls(**values), checkpoint
+    stored_plain, from_cli = split_cli_configs(stored)
+    configs = {k: stored_plain[k] for k in from_cli if k in values and k not in kwargs}
+    if not configs:
+        return cls(**values), checkpoint
+    with cli_config_context(cls, lambda: configs):  # the rebuilt objects are stored as the same config again
+        return cls(**values), checkpoint

@@ -186,8 +186,7 @@ class LightningCLI:
         self.parser_kwargs = parser_kwargs or {}
         self.parser_class = parser_class or __getattr__("LightningArgumentParser")
         self.auto_configure_optimizers = auto_configure_optimizers
-        # load_from_checkpoint_support: ember's hparams keep the values __init__ received, so a checkpoint
-        # rebuilds the model without the CLI; accepted for Lightning's signature
+        self.load_from_checkpoint_support = load_from_checkpoint_support
         self.model_class, self._model_class = model_class, model_class or LightningModule
         self.subclass_mode_model = model_class is None or subclass_mode_model
         self.datamodule_class, self._datamodule_class = datamodule_class, datamodule_class or LightningDataModule
@@ -198,8 +197,12 @@ class LightningCLI:
         subparser_kwargs = {k: v for k, v in self.parser_kwargs.items() if k in names}
         self.setup_parser(run, main_kwargs, subparser_kwargs)
         self.parse_arguments(self.parser, args)
+        if load_from_checkpoint_support:
+            self._parse_ckpt_path(args)
         self.subcommand = self.config["subcommand"] if run else None
         self._set_seed()
+        if load_from_checkpoint_support:
+            self._add_instantiators()
         self.before_instantiate_classes()
         self.instantiate_classes()
         self.after_instantiate_classes()
@@ -296,6 +299,71 @@ class LightningCLI:
             self.config = parser.parse_object(args)
         else:
             self.config = parser.parse_args(args)
+
+    # --- hyperparameters: the config that built the model, in its checkpoints --------------------------------
+    def _add_instantiators(self) -> None:
+        """Build the model and datamodule inside ``cli_config_context``, so that ``save_hyperparameters`` stores
+        an object built from a ``class_path`` as that config (plain data), as Lightning does."""
+        for key, cls, subclasses in (("model", self._model_class, self.subclass_mode_model),
+                                     ("data", self._datamodule_class, self.subclass_mode_data)):
+            if not isinstance(cls, type):
+                continue  # a function that returns the object: it is not the class being built
+            for parser in (self.parser, *self._subcommand_parsers.values()):
+                parser.add_instantiator(_ConfigInstantiator(self, key), cls, subclasses=subclasses)
+
+    def _config_of(self, key: str) -> dict:
+        """The plain-data config of the ``key`` group's ``__init__`` arguments (``init_args`` in subclass mode)."""
+        if not hasattr(self, "_config_dump"):
+            import yaml
+
+            dumped = self.parser.dump(self.config, skip_link_targets=False, skip_none=False, format="yaml")
+            self._config_dump = yaml.safe_load(dumped) or {}
+            if self.subcommand is not None:
+                self._config_dump = self._config_dump.get(self.subcommand) or {}
+        section = self._config_dump.get(key) or {}
+        if isinstance(section, dict) and "class_path" in section:
+            section = {**(section.get("init_args") or {}), **(section.get("dict_kwargs") or {})}
+        return section if isinstance(section, dict) else {}
+
+    def _parse_ckpt_path(self, args: ArgsType) -> None:
+        """``--ckpt_path`` of a checkpoint with hyperparameters: its plain values become the defaults of the
+        ``model`` group and the arguments are parsed again, so the model is built as it was saved; what the command
+        line and ``--config`` give still wins. Values built from a class path are not read: nothing named in the
+        file is imported (give them on the command line or in the run's config.yaml)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not os.path.isfile(ckpt_path):
+            return
+        from ember._hparams import OBJECT_KEY, has_class_path, split_cli_configs
+        from ember.trainer.checkpoint import load_checkpoint
+
+        stored = load_checkpoint(ckpt_path, map_location="cpu").get("hyper_parameters") or {}
+        stored, from_cli = split_cli_configs(stored)
+        parser = self._subcommand_parsers[subcommand]
+        accepted = {action.dest for action in parser._actions}
+        subclass = isinstance(self.config[subcommand].get("model"), dict) or "model.class_path" in accepted
+        plain, skipped = {}, []
+        for key, value in stored.items():
+            if key in from_cli or has_class_path(value) or _holds(value, OBJECT_KEY):
+                skipped.append(key)
+            elif subclass or f"model.{key}" in accepted:
+                plain[key] = value
+        if skipped:
+            warnings.warn(f"--ckpt_path={ckpt_path}: the model's hyperparameters {skipped} are objects built from "
+                          "class paths; they are not read from the checkpoint (nothing it names is imported). Give "
+                          "them with --model.<name> or --config (the run's config.yaml).", stacklevel=3)
+        if not plain:
+            return
+        if subclass:
+            model = self.config[subcommand].get("model")
+            class_path = model.get("class_path") if hasattr(model, "get") else None
+            if not class_path:
+                return
+            defaults = {"model": {"class_path": class_path, "init_args": plain}}
+        else:
+            defaults = {f"model.{k}": v for k, v in plain.items()}
+        parser.set_defaults(defaults)
+        self.parse_arguments(self.parser, args)
 
     # --- building the objects ----------------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -409,6 +477,26 @@ class LightningCLI:
         if self.datamodule is not None:
             kwargs["datamodule"] = self.datamodule
         return kwargs
+
+
+class _ConfigInstantiator:
+    """jsonargparse builds the model (or datamodule) through this: inside ``cli_config_context``."""
+
+    def __init__(self, cli: LightningCLI, key: str) -> None:
+        self.cli, self.key = cli, key
+
+    def __call__(self, class_type: type, *args: Any, **kwargs: Any) -> Any:
+        from ember._hparams import cli_config_context
+
+        with cli_config_context(class_type, lambda: self.cli._config_of(self.key)):
+            return class_type(*args, **kwargs)
+
+
+def _holds(value: Any, key: str) -> bool:
+    """Whether a dict with ``key`` is, or is inside, ``value``."""
+    if isinstance(value, dict):
+        return key in value or any(_holds(v, key) for v in value.values())
+    return isinstance(value, (list, tuple)) and any(_holds(v, key) for v in value)
 
 
 def _plain(value: Any) -> Any:

@@ -1,4 +1,9 @@
-"""``lightning.pytorch.core.saving``: hyperparameters to and from a YAML file (``hparams.yaml``)."""
+"""``lightning.pytorch.core.saving``: hyperparameters to and from a YAML file (``hparams.yaml``).
+
+The file is the one the loggers write: plain data, with each object as ember's description of it (see
+``ember/_hparams.py``), so it reads back with ``yaml.safe_load`` and ``Model.load_from_checkpoint(path,
+hparams_file=...)`` takes it.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +14,8 @@ from ember.utilities.rank_zero import rank_zero_warn
 
 
 def load_hparams_from_yaml(config_yaml: Union[str, os.PathLike], use_omegaconf: bool = True) -> dict:
-    """The dict in ``config_yaml`` (read with ``yaml.safe_load``); ``{}`` with a warning when the file is missing.
+    """The dict in ``config_yaml`` (read with ``yaml.safe_load``: plain data, descriptions stay dicts);
+    ``{}`` with a warning when the file is missing.
 
     ``use_omegaconf`` is accepted for Lightning's signature; ember always returns plain Python data.
     """
@@ -19,13 +25,22 @@ def load_hparams_from_yaml(config_yaml: Union[str, os.PathLike], use_omegaconf: 
     import yaml
 
     with open(config_yaml, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+        loaded = yaml.safe_load(f)
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"load_hparams_from_yaml: {os.fspath(config_yaml)!r} holds a {type(loaded).__name__}, not "
+                         "a mapping of hyperparameter names to values (as the hparams.yaml a logger writes).")
+    return loaded
 
 
 def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Any, use_omegaconf: bool = True) -> None:
-    """Write ``hparams`` (a dict or an argparse Namespace) to ``config_yaml``; values YAML cannot hold as plain
-    data are written as their ``repr`` text, with a warning, rather than failing the save."""
+    """Write ``hparams`` (a dict or an argparse Namespace) to ``config_yaml`` as the loggers write
+    ``hparams.yaml``: plain data as it is, each object as its description (a class, function or partial: its
+    import path and plain arguments; an object the CLI built: its config). Written atomically."""
     import yaml
+
+    from ember._hparams import hparams_for_yaml
 
     folder = os.path.dirname(os.fspath(config_yaml)) or "."
     if not os.path.isdir(folder):
@@ -34,19 +49,15 @@ def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Any, use
         hparams = vars(hparams)
     if not isinstance(hparams, dict):
         raise TypeError(f"save_hparams_to_yaml expects a dict or argparse.Namespace, got {type(hparams).__name__}.")
-    plain = {}
-    for key, value in hparams.items():
-        try:
-            yaml.safe_dump(value)
-            plain[key] = value
-        except yaml.representer.RepresenterError:
-            rank_zero_warn(f"save_hparams_to_yaml: {key!r} ({type(value).__name__}) is not plain data; "
-                           "written as its repr text.")
-            plain[key] = repr(value)
+    text = yaml.safe_dump(hparams_for_yaml(hparams), sort_keys=False)
     tmp = f"{os.fspath(config_yaml)}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(plain, f)
-    os.replace(tmp, config_yaml)  # never a half-written file under the final name
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, config_yaml)  # never a half-written file under the final name
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 __all__ = ["load_hparams_from_yaml", "save_hparams_to_yaml"]
