@@ -4,17 +4,22 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import tempfile
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, TextIO, Union
+from typing import Any, Optional, TextIO, Union
 
+from ember._io import atomic_write_text, claim_numbered_folder, next_number
 from ember.loggers.logger import Logger, _params_to_dict, rank_zero_experiment
 from ember.utilities.rank_zero import rank_zero_only
 
 
 class _VersionedLogger(Logger):
     """A logger that writes under ``{save_dir}/{name}/version_{n}`` (CSV, TensorBoard); subclasses set
-    ``_save_dir``, ``_name`` (may be "") and ``_version`` (None: the next free number, fixed on first access)."""
+    ``_save_dir``, ``_name`` (may be "") and ``_version`` (None: the next free number, claimed on first access).
+
+    Claiming creates the ``version_{n}`` folder with ``os.mkdir`` on global rank 0, so two runs started at the same
+    moment in one folder get two versions; the other ranks only compute the number, and the Trainer gives them
+    rank 0's (``Trainer._agree_on_logger_versions``). A version given by the user is used as it is.
+    """
 
     _save_dir: str
     _name: str
@@ -26,9 +31,14 @@ class _VersionedLogger(Logger):
 
     @property
     def version(self) -> Union[int, str]:
-        """The version, fixed on first access: the next free ``version_{n}`` unless one was given."""
+        """The version, fixed on first access: the next free ``version_{n}`` unless one was given. On global rank 0
+        the first access creates that folder (atomically: a run started at the same moment takes the next number);
+        other ranks create nothing and are given rank 0's number by the Trainer."""
         if self._version is None:
-            self._version = _next_version(self.root_dir)
+            if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+                self._version = claim_numbered_folder(self.root_dir, "version_")
+            else:
+                self._version = next_number(self.root_dir, "version_")
         return self._version
 
     @property
@@ -53,8 +63,10 @@ class CSVLogger(_VersionedLogger):
     are buffered and written every ``flush_logs_every_n_steps`` rows and on ``save()``; the
     file is appended to, and rewritten (atomically) only when a new column appears.
 
-    ``version=None`` takes the next free ``version_{n}`` when first needed; a ``str`` version
-    is used as the folder name. A folder whose ``metrics.csv`` already exists is continued.
+    ``version=None`` takes the next free ``version_{n}`` when first needed, creating its folder at
+    once so that a run started at the same moment in the same folder takes another number; a given
+    ``int`` or ``str`` version is used as the folder name. A folder whose ``metrics.csv`` already
+    exists is continued. Files get the permissions of a plain ``open()`` (``0644`` under umask ``022``).
 
     Under several processes only global rank 0 writes; ``experiment`` is a ``DummyExperiment`` elsewhere.
 
@@ -147,7 +159,7 @@ class _CSVWriter:
         rows, self.metrics = self.metrics, []
         keys = {k for row in rows for k in row}
         if self._columns is not None and keys.issubset(self._columns):
-            with open(self.metrics_file_path, "a", newline="") as f:
+            with open(self.metrics_file_path, "a", newline="", encoding="utf-8") as f:
                 csv.DictWriter(f, fieldnames=self._columns, restval="").writerows(rows)
             return
         # A new column: rewrite the whole file under the new header. The old rows are read back
@@ -158,49 +170,25 @@ class _CSVWriter:
             writer = csv.DictWriter(f, fieldnames=columns, restval="")
             writer.writeheader()
             if self._columns is not None:
-                with open(self.metrics_file_path, newline="") as old:
+                with open(self.metrics_file_path, newline="", encoding="utf-8") as old:
                     writer.writerows(csv.DictReader(old))
             writer.writerows(rows)
 
-        _atomic_write(self.metrics_file_path, write)
+        atomic_write_text(self.metrics_file_path, write)
         self._columns = columns
 
     def save_hparams(self) -> None:
         import yaml  # only loaded when a CSVLogger writes
 
         plain = _yaml_plain(self.hparams)
-        _atomic_write(self.hparams_file_path, lambda f: yaml.safe_dump(plain, f, sort_keys=False))
-
-
-def _next_version(root_dir: str) -> int:
-    """One more than the highest ``version_{n}`` folder in ``root_dir``, or 0."""
-    if not os.path.isdir(root_dir):
-        return 0
-    versions = [
-        int(entry[len("version_"):]) for entry in os.listdir(root_dir)
-        if entry.startswith("version_") and entry[len("version_"):].isdigit()
-        and os.path.isdir(os.path.join(root_dir, entry))
-    ]
-    return max(versions) + 1 if versions else 0
+        atomic_write_text(self.hparams_file_path, lambda f: yaml.safe_dump(plain, f, sort_keys=False))
 
 
 def _read_header(path: str) -> Optional[list[str]]:
     if not os.path.isfile(path):
         return None
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return next(csv.reader(f), None)
-
-
-def _atomic_write(path: str, write: Callable[[TextIO], Any]) -> None:
-    """Write to a temporary file next to ``path``, then rename it: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.remove(tmp)
-        raise
 
 
 def _yaml_plain(params: Any) -> Any:

@@ -96,7 +96,8 @@ class Logger(ABC):
     only). As in Lightning, a logger that should write once decorates its writing methods with
     ``@rank_zero_only`` (``ember.utilities.rank_zero``) and its ``experiment`` property with
     ``@rank_zero_experiment``; ember's own loggers do. Properties (``version``, ``log_dir``) must not create
-    anything: every rank reads them.
+    anything on ranks other than 0: every rank reads them. (ember's CSV and TensorBoard loggers create their
+    ``version_{n}`` folder on rank 0 when the version is first read: that is how a version is claimed.)
 
     >>> class PrintLogger(Logger):
     ...     name = "print"

@@ -12,7 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
-from ember.loggers.csv_logs import _atomic_write, _VersionedLogger, _yaml_plain
+from ember._io import atomic_write_text
+from ember.loggers.csv_logs import _VersionedLogger, _yaml_plain
 from ember.loggers.logger import _params_to_dict, rank_zero_experiment
 from ember.utilities.rank_zero import rank_zero_only
 
@@ -223,7 +224,7 @@ class TensorBoardLogger(_VersionedLogger):
 
         path = os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)
         plain = _yaml_plain(self.hparams)
-        _atomic_write(path, lambda f: yaml.safe_dump(plain, f, sort_keys=False))
+        atomic_write_text(path, lambda f: yaml.safe_dump(plain, f, sort_keys=False))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -1,0 +1,84 @@
+"""Small file-system helpers below every other module: writing a file atomically with the permissions a plain
+``open()`` gives, and claiming a numbered folder that no other process can also claim.
+
+Both are about several writers at once: a reader never sees half a file, and two runs started at the same moment
+in one folder never share a ``version_{n}``.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any, Callable, TextIO, Union
+
+__all__ = ["atomic_write_text", "claim_numbered_folder"]
+
+
+def atomic_write_text(path: Union[str, os.PathLike], write: Callable[[TextIO], Any]) -> None:
+    """Call ``write(f)`` on a new text file beside ``path``, then rename it over ``path``.
+
+    A reader (or a crash) sees the previous file or the complete new one, never part of one. The file gets the
+    permissions ``open(path, "w")`` would give (``0o666`` less the umask: ``0644`` under the usual ``022``), as a
+    checkpoint does; ``tempfile.mkstemp`` would make it ``0600``. The umask is applied by the kernel when the file is
+    created, so it is never read or changed here (changing it would affect every thread of the process).
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+    >>> atomic_write_text(path, lambda f: f.write("hello\\n"))
+    >>> open(path).read()
+    'hello\\n'
+    """
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:  # a random name, created exclusively: never another writer's temporary file
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def claim_numbered_folder(root: Union[str, os.PathLike], prefix: str = "version_") -> int:
+    """Create ``{root}/{prefix}{n}`` for the smallest ``n`` above every existing one (0 in an empty ``root``) and
+    return ``n``. The folder is made with ``os.mkdir``, which fails when the name exists, so of several processes
+    claiming at the same moment each gets its own number: the loser of a race takes the next one.
+
+    Only folders count as taken numbers when choosing the start; a file named ``version_9`` is skipped over.
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> claim_numbered_folder(root), claim_numbered_folder(root)
+    (0, 1)
+    """
+    root = os.fspath(root)
+    os.makedirs(root, exist_ok=True)
+    number = next_number(root, prefix)
+    while True:
+        try:
+            os.mkdir(os.path.join(root, f"{prefix}{number}"))
+            return number
+        except FileExistsError:  # another process took it between our listing and now (or a file has the name)
+            number += 1
+
+
+def next_number(root: Union[str, os.PathLike], prefix: str = "version_") -> int:
+    """One more than the highest ``{prefix}{n}`` folder in ``root``, or 0. Claims nothing (see
+    ``claim_numbered_folder``)."""
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        return 0
+    numbers = [int(entry[len(prefix):]) for entry in os.listdir(root)
+               if entry.startswith(prefix) and entry[len(prefix):].isdigit()
+               and os.path.isdir(os.path.join(root, entry))]
+    return max(numbers) + 1 if numbers else 0
