@@ -381,10 +381,15 @@ def test_a_cli_checkpoint_stores_the_config_of_objects_as_plain_data(cli_checkpo
     assert cli.model.hparams.optimizer is cli.model.optimizer  # in memory: the object the model received
     hparams_yaml = yaml.safe_load(open(os.path.join(cli.trainer.log_dir, "hparams.yaml")))
     assert "jsonargparse" not in repr(hparams_yaml) and "Adagrad" in repr(hparams_yaml["optimizer"])
+    logged = ember._hparams.hparams_to_log(cli.model, cli.datamodule)  # what the loggers get: the config
+    assert logged["optimizer"] == stored["optimizer"] and logged[CLI_KEY] == ["optimizer"]
+    assert ember._hparams.hparams_for_yaml(logged) == {k: v for k, v in stored.items()}  # hparams.yaml: the same
 
 
-def test_load_from_checkpoint_rebuilds_the_cli_optimizer_only_when_asked(cli_checkpoint):
-    _, path = cli_checkpoint
+def test_load_from_checkpoint_rebuilds_the_cli_optimizer_only_when_asked(cli_checkpoint, tmp_path):
+    from ember.core.saving import save_hparams_to_yaml
+
+    cli, path = cli_checkpoint
     with pytest.warns(UserWarning, match=r"'optimizer'.*torch\.optim\.Adagrad\(.*lr_decay=0\.1.*import_objects=True"):
         plain = SavesHparams.load_from_checkpoint(path)
     assert plain.hparams.optimizer is torch.optim.SGD and plain.hparams.hidden == 5  # the default, and the stored
@@ -397,6 +402,9 @@ def test_load_from_checkpoint_rebuilds_the_cli_optimizer_only_when_asked(cli_che
                                         r"import_objects=True"):
         NeedsOptimizer.load_from_checkpoint(path)
     assert NeedsOptimizer.load_from_checkpoint(path, optimizer=torch.optim.Adam).hparams.optimizer is torch.optim.Adam
+    save_hparams_to_yaml(tmp_path / "hparams.yaml", cli.model.hparams)  # the config again, as in the checkpoint
+    from_yaml = SavesHparams.load_from_checkpoint(path, hparams_file=tmp_path / "hparams.yaml", import_objects=True)
+    assert type(from_yaml.configure_optimizers()) is torch.optim.Adagrad
 
 
 def test_a_cli_config_naming_os_system_is_never_imported_without_the_opt_in(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import pickle
 import sys
 
 import pytest
+from re import escape as re_escape
 import torch
 import yaml
 from torch import nn
@@ -567,3 +568,57 @@ def test_datamodule_load_from_checkpoint(tmp_path, trainer_kwargs):
     assert loaded.hparams.transform is torch.tanh and loaded.seen == 7
     again = PathData.load_from_checkpoint(tmp_path / "m.ckpt", import_objects=True, batch_size=3)
     assert again.hparams.transform is torch.sigmoid and again.hparams.batch_size == 3
+
+
+# --- core.saving: the same hparams.yaml as the loggers' -------------------------------------------------------
+def test_save_hparams_to_yaml_writes_descriptions_that_load_from_checkpoint_reads(trained, tmp_path):
+    from ember.core.saving import load_hparams_from_yaml, save_hparams_to_yaml
+
+    _, model, path = trained
+    yaml_path = tmp_path / "hparams.yaml"
+    save_hparams_to_yaml(yaml_path, model.hparams)
+    loaded = load_hparams_from_yaml(yaml_path)
+    assert loaded == ember._hparams.hparams_for_yaml(model.hparams)  # what a logger's hparams.yaml holds
+    assert loaded["optimizer"] == {"_ember_object_": "partial", "target": "torch.optim.adam.Adam",
+                                   "kwargs": {"lr": 0.01}}
+    assert os.listdir(tmp_path).count("hparams.yaml") == 1 and not list(tmp_path.glob("*.tmp*"))
+    with pytest.warns(UserWarning, match=MODULE_WARNING):
+        again = TemplateModel.load_from_checkpoint(path, hparams_file=yaml_path, net=nn.Linear(32, 32),
+                                                   import_objects=True)
+    assert again.hparams.optimizer.func is torch.optim.Adam and again.hparams.mode is Mode.SLOW
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match=r"holds a list, not a mapping"):
+        load_hparams_from_yaml(tmp_path / "list.yaml")
+
+
+# --- what the loggers receive: Lightning's merge of the module's and datamodule's hparams_initial ----------------
+class Tagged(ember.LightningModule):
+    def __init__(self, batch_size: int = 4, tag: str = "a", weights=None):
+        super().__init__()
+        self.save_hyperparameters()
+
+
+class TaggedData(ember.LightningDataModule):
+    def __init__(self, batch_size: int = 4, root: str = "data", weights=None, log: bool = True):
+        super().__init__()
+        self.save_hyperparameters(ignore="log", logger=log)
+
+
+def test_hparams_to_log_merges_the_initial_values_of_module_and_datamodule():
+    from ember._hparams import hparams_to_log
+
+    model, data = Tagged(tag="b"), TaggedData()
+    model.hparams.tag = "changed later"  # Lightning logs hparams_initial: the values __init__ received
+    assert hparams_to_log(model, data) == {"batch_size": 4, "tag": "b", "weights": None, "root": "data"}
+    assert hparams_to_log(model) == {"batch_size": 4, "tag": "b", "weights": None}
+    assert hparams_to_log(model, TaggedData(batch_size=8, log=False))["batch_size"] == 4  # logger=False: left out
+    with pytest.raises(RuntimeError, match=re_escape(
+            "Error while merging hparams: the keys ['batch_size'] are present in both the LightningModule's and "
+            "LightningDataModule's hparams but have different values.")):
+        hparams_to_log(model, TaggedData(batch_size=8))
+    weights = torch.ones(2)
+    assert hparams_to_log(Tagged(weights=weights), TaggedData(weights=weights))["weights"] is weights
+    with pytest.raises(RuntimeError, match=r"\['weights'\].*save_hyperparameters\(logger=False\)"):
+        hparams_to_log(Tagged(weights=weights), TaggedData(weights=torch.ones(2)))  # another tensor, as Lightning
+    with pytest.raises(RuntimeError, match=r"\['batch_size'\]"):
+        hparams_to_log(model, TaggedData(batch_size=4.0))  # another type

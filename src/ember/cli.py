@@ -341,7 +341,7 @@ class LightningCLI:
         stored, from_cli = split_cli_configs(stored)
         parser = self._subcommand_parsers[subcommand]
         accepted = {action.dest for action in parser._actions}
-        subclass = isinstance(self.config[subcommand].get("model"), dict) or "model.class_path" in accepted
+        subclass = self.subclass_mode_model
         plain, skipped = {}, []
         for key, value in stored.items():
             if key in from_cli or has_class_path(value) or _holds(value, OBJECT_KEY):
