@@ -66,6 +66,12 @@ XFAIL: dict[tuple[str, str], str] = {
     )
     for mode in MODES
 }
+for _mode in MODES:
+    XFAIL[("lightning_transformer", _mode)] = (
+        "ember.demos.Transformer's PositionalEncoding adds pe[:, :length] (one encoding per position); Lightning "
+        "2.6.6's adds pe[:, length] (the same row to every token) and its results follow that; docs/migration.md "
+        "says ember's demos behave as Lightning's. Also: " + _SANITY_RNG
+    )
 
 _IMPORT_LINE = re.compile(r"^(\s*(?:from|import)\s+)(?:pytorch_lightning|lightning\.pytorch|lightning)(?=[\s.])")
 

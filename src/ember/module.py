@@ -136,7 +136,8 @@ class LightningModule(nn.Module):
         ``self.hparams`` holds each value as given (``self.hparams.net is net``). A checkpoint stores plain data
         as it is; a class, function, ``functools.partial``, enum or dataclass as a description (its import path
         and plain arguments), which ``load_from_checkpoint`` rebuilds only when asked (``import_objects=True``);
-        an ``nn.Module`` not at all (its weights are in the state dict: pass it in ``ignore=``).
+        an ``nn.Module`` not at all (its weights are in the state dict: pass it in ``ignore=``). A model built by
+        ``LightningCLI`` stores an argument built from a ``class_path`` as that config, as Lightning does.
         """
         _save_hparams(self, args, ignore, frame or inspect.currentframe().f_back)
         self._log_hyperparams = logger
@@ -412,7 +413,9 @@ class LightningModule(nn.Module):
         The file is read with ``torch.load(weights_only=True)`` (also for ``weights_only=None``): no code in it
         runs. Classes, functions and partials are stored as descriptions and are not imported unless you pass
         ``import_objects=True``, for a file you trust. ``weights_only=False`` unpickles the file fully, trusting
-        it (as Lightning does), and then also rebuilds descriptions.
+        it (as Lightning does), and then also rebuilds descriptions. An argument ``LightningCLI`` built from a
+        ``class_path`` is stored as that config and built again (through jsonargparse) only with
+        ``import_objects=True``.
 
         >>> model = MyModel.load_from_checkpoint("last.ckpt", lr=0.01)          # doctest: +SKIP
         """
