@@ -197,8 +197,7 @@ class LightningCLI:
         subparser_kwargs = {k: v for k, v in self.parser_kwargs.items() if k in names}
         self.setup_parser(run, main_kwargs, subparser_kwargs)
         self.parse_arguments(self.parser, args)
-        if load_from_checkpoint_support:
-            self._parse_ckpt_path(args)
+        self._parse_ckpt_path(args)
         self.subcommand = self.config["subcommand"] if run else None
         self._set_seed()
         if load_from_checkpoint_support:
