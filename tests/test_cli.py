@@ -453,3 +453,29 @@ def test_without_load_from_checkpoint_support_the_object_is_described(tmp_path):
     assert stored["optimizer"]["_ember_object_"] == "partial"
     assert stored["optimizer"]["target"] == "torch.optim.adagrad.Adagrad"
     assert stored["optimizer"]["kwargs"]["lr_decay"] == 0.1
+
+
+class WithNet(ember.LightningModule):
+    """A network chosen by class path: stored as its config, so the checkpoint can build the model again."""
+
+    def __init__(self, net: torch.nn.Module, scale: float = 1.0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = net
+
+
+def test_a_network_given_by_class_path_is_stored_as_its_config_and_built_again_when_asked(tmp_path, recwarn):
+    cli = LightningCLI(WithNet, run=False, auto_configure_optimizers=False,
+                       args=["--model.net=torch.nn.Linear", "--model.net.in_features=4", "--model.net.out_features=3",
+                             *_tiny(tmp_path)])
+    assert not [w for w in recwarn if "is an instance of `nn.Module`" in str(w.message)]  # it is stored: no advice
+    stored = ember._hparams.hparams_for_checkpoint(cli.model.hparams)
+    assert stored["net"] == {"class_path": "torch.nn.Linear",
+                             "init_args": {"in_features": 4, "out_features": 3, "bias": True, "device": None,
+                                           "dtype": None}}
+    path = tmp_path / "net.ckpt"
+    torch.save({"state_dict": cli.model.state_dict(), "hyper_parameters": stored}, path)
+    with pytest.raises(TypeError, match=r"needs 'net'.*torch\.nn\.Linear\(.*import_objects=True"):
+        WithNet.load_from_checkpoint(path)
+    loaded = WithNet.load_from_checkpoint(path, import_objects=True)
+    assert isinstance(loaded.net, torch.nn.Linear) and torch.equal(loaded.net.weight, cli.model.net.weight)
