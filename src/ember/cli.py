@@ -155,6 +155,10 @@ class LightningCLI:
     may define ``before_fit``/``after_fit`` (and the same for each subcommand), ``before_instantiate_classes``,
     ``after_instantiate_classes``, or override ``configure_optimizers``.
 
+    ``load_from_checkpoint_support=True``: an argument of the model or datamodule built from a ``class_path``
+    is stored in checkpoints as that config (plain data), which ``load_from_checkpoint(import_objects=True)``
+    builds again. ``--ckpt_path`` reads the model's plain hyperparameters back as defaults (docs/cli.md).
+
     >>> from ember.demo import DigitsCNN, DigitsDataModule
     >>> cli = LightningCLI(DigitsCNN, DigitsDataModule, args=["fit", "--trainer.max_epochs=1"])  # doctest: +SKIP
     """
