@@ -443,6 +443,12 @@ def test_ckpt_path_reads_the_models_hyperparameters_and_the_command_line_wins(cl
         cli = BuildOnly(SavesHparams, Blobs, args=["fit", f"--ckpt_path={path}", "--model.hidden=7",
                                                    *_tiny(tmp_path / "b")])
     assert cli.model.hparams.hidden == 7
+    for extra, hidden in (([], 5), (["--model.hidden=9"], 9)):  # class paths, as `ember fit --model ...`
+        with pytest.warns(UserWarning, match="not read from the checkpoint"):
+            cli = BuildOnly(subclass_mode_model=True, args=[
+                "fit", f"--model={__name__}.SavesHparams", f"--data={__name__}.Blobs", f"--ckpt_path={path}",
+                *extra, *_tiny(tmp_path / "c")])
+        assert cli.model.hparams.hidden == hidden
 
 
 def test_without_load_from_checkpoint_support_the_object_is_described(tmp_path):

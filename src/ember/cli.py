@@ -18,6 +18,7 @@ Nothing heavy is imported at the top of this file: jsonargparse loads when a ``L
 """
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import warnings
@@ -340,16 +341,26 @@ class LightningCLI:
         from ember._hparams import OBJECT_KEY, has_class_path, split_cli_configs
         from ember.trainer.checkpoint import load_checkpoint
 
-        stored = load_checkpoint(ckpt_path, map_location="cpu").get("hyper_parameters") or {}
-        stored, from_cli = split_cli_configs(stored)
+        checkpoint = load_checkpoint(ckpt_path, map_location="cpu")
+        if checkpoint.get("hparams_name") not in (None, "kwargs"):
+            return  # save_hyperparameters(config): the stored names are the config's, not __init__ arguments
+        stored, from_cli = split_cli_configs(checkpoint.get("hyper_parameters") or {})
         parser = self._subcommand_parsers[subcommand]
-        accepted = {action.dest for action in parser._actions}
         subclass = self.subclass_mode_model
+        model = self.config[subcommand].get("model")
+        class_path = model.get("class_path") if subclass and hasattr(model, "get") else None
+        if subclass:
+            model_class = _imported_class(class_path)
+            if model_class is None:
+                return
+            accepted = {f"model.{name}" for name in list(inspect.signature(model_class.__init__).parameters)[1:]}
+        else:
+            accepted = {action.dest for action in parser._actions}
         plain, skipped = {}, []
         for key, value in stored.items():
             if key in from_cli or has_class_path(value) or _holds(value, OBJECT_KEY):
                 skipped.append(key)
-            elif subclass or f"model.{key}" in accepted:
+            elif f"model.{key}" in accepted:
                 plain[key] = value
         if skipped:
             warnings.warn(f"--ckpt_path={ckpt_path}: the model's hyperparameters {skipped} are objects built from "
@@ -358,10 +369,6 @@ class LightningCLI:
         if not plain:
             return
         if subclass:
-            model = self.config[subcommand].get("model")
-            class_path = model.get("class_path") if hasattr(model, "get") else None
-            if not class_path:
-                return
             defaults = {"model": {"class_path": class_path, "init_args": plain}}
         else:
             defaults = {f"model.{k}": v for k, v in plain.items()}
@@ -493,6 +500,15 @@ class _ConfigInstantiator:
 
         with cli_config_context(class_type, lambda: self.cli._config_of(self.key)):
             return class_type(*args, **kwargs)
+
+
+def _imported_class(class_path: Any) -> Optional[type]:
+    """The class at ``class_path`` (from the command line; its module was imported when it was parsed), or None."""
+    if not isinstance(class_path, str) or "." not in class_path:
+        return None
+    module, _, name = class_path.rpartition(".")
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else None
 
 
 def _holds(value: Any, key: str) -> bool:
