@@ -341,7 +341,9 @@ class LightningCLI:
         from ember._hparams import OBJECT_KEY, has_class_path, split_cli_configs
         from ember.trainer.checkpoint import load_checkpoint
 
-        checkpoint = load_checkpoint(ckpt_path, map_location="cpu")
+        # `--weights_only false` (fit/validate/test/predict's own argument) trusts the file; otherwise no code runs
+        trusted = self.config[subcommand].get("weights_only") is False
+        checkpoint = load_checkpoint(ckpt_path, map_location="cpu", weights_only=False if trusted else None)
         if checkpoint.get("hparams_name") not in (None, "kwargs"):
             return  # save_hyperparameters(config): the stored names are the config's, not __init__ arguments
         stored, from_cli = split_cli_configs(checkpoint.get("hyper_parameters") or {})
