@@ -241,7 +241,8 @@ def test_rewrite_changes_only_lightning_import_lines() -> None:
 
 def test_compare_metrics_reports_keys_and_values() -> None:
     expected = {"fit": {"val_loss": 1.0, "train_loss": 2.0}, "best": "epoch_002.ckpt"}
-    assert compare_metrics({"fit": {"val_loss": 1.0 + 1e-7, "train_loss": 2.0}, "best": "epoch_002.ckpt"}, expected) == []
+    close = {"fit": {"val_loss": 1.0 + 1e-7, "train_loss": 2.0}, "best": "epoch_002.ckpt"}
+    assert compare_metrics(close, expected) == []
     problems = compare_metrics({"fit": {"val_loss": 1.01, "val_loss_step": 1.0}, "best": "x.ckpt"}, expected)
     assert problems == [
         "missing (Lightning has them): ['fit/train_loss']",
