@@ -360,14 +360,15 @@ class LightningCLI:
             accepted = {action.dest for action in parser._actions}
         plain, skipped = {}, []
         for key, value in stored.items():
-            if key in from_cli or has_class_path(value) or _holds(value, OBJECT_KEY):
+            if key in from_cli or has_class_path(value) or _holds(value, OBJECT_KEY) or not _plain_data(value):
                 skipped.append(key)
             elif f"model.{key}" in accepted:
                 plain[key] = value
         if skipped:
-            warnings.warn(f"--ckpt_path={ckpt_path}: the model's hyperparameters {skipped} are objects built from "
-                          "class paths; they are not read from the checkpoint (nothing it names is imported). Give "
-                          "them with --model.<name> or --config (the run's config.yaml).", stacklevel=3)
+            warnings.warn(f"--ckpt_path={ckpt_path}: the model's hyperparameters {skipped} are objects (built from "
+                          "class paths, or described); they are not read from the checkpoint (nothing it names is "
+                          "imported). Give them with --model.<name> or --config (the run's config.yaml).",
+                          stacklevel=3)
         if not plain:
             return
         if subclass:
@@ -511,6 +512,15 @@ def _imported_class(class_path: Any) -> Optional[type]:
     module, _, name = class_path.rpartition(".")
     found = getattr(sys.modules.get(module), name, None)
     return found if isinstance(found, type) else None
+
+
+def _plain_data(value: Any) -> bool:
+    """Numbers, strings, None and lists/dicts of them: what a config holds."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_data(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain_data(v) for v in value)
+    return value is None or type(value) in (bool, int, float, str)
 
 
 def _holds(value: Any, key: str) -> bool:
