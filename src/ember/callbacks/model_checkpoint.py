@@ -20,6 +20,9 @@ Under several processes every rank runs the same decisions and keeps the same st
   score and file name kept are rank 0's (log the monitored value with ``sync_dist=True`` so they agree);
 - a file name taken by an existing file (the ``-v1`` suffix) is decided on rank 0, which alone sees the
   files it wrote, and broadcast; so is a ``train_time_interval`` save (clocks differ between ranks);
+- a file name is chosen and written while rank 0 holds a lock on ``dirpath`` (``flock`` on the folder
+  itself), so two runs saving into one folder never both take a name; a file this run did not write (or
+  that changed since it wrote it) is never replaced: the save takes the next ``-v1``, ``-v2`` name;
 - ``trainer.save_checkpoint`` is called on every rank (a sharded strategy needs them all; DDP writes on
   rank 0), while removing old files and linking ``last.ckpt`` happen on rank 0.
 
@@ -27,6 +30,7 @@ Each of these collectives runs on every rank at the same save point; none runs o
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -151,6 +155,9 @@ class ModelCheckpoint(Checkpoint):
         self._validated = False  # validation has run in this fit, so a missing monitor is an error
         self._warned_missing = False
         self._written = ""
+        self._wrote: set = set()  # paths this callback wrote in this fit
+        self._found_at_setup: set = set()  # names in dirpath before this fit: clashes there are expected
+        self._warned_clash = False
 
     @property
     def state_key(self) -> str:
@@ -168,8 +175,9 @@ class ModelCheckpoint(Checkpoint):
             from ember.trainer.checkpoint import remove_stale_temporaries
 
             remove_stale_temporaries(self.dirpath)  # left by a save that a SIGKILL interrupted
-        if (stage == "fit" and self.save_top_k != 0 and trainer.is_global_zero and os.path.isdir(self.dirpath)
-                and os.listdir(self.dirpath)):
+        if trainer.is_global_zero and os.path.isdir(self.dirpath):
+            self._found_at_setup = set(os.listdir(self.dirpath))
+        if stage == "fit" and self.save_top_k != 0 and trainer.is_global_zero and self._found_at_setup:
             then = "get a -v1, -v2... suffix" if self._enable_version_counter else "are overwritten"
             rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty; new checkpoints named "
                            f"like existing files {then}.", UserWarning, stacklevel=3)
@@ -221,18 +229,20 @@ class ModelCheckpoint(Checkpoint):
         metrics["epoch"] = torch.tensor(trainer.current_epoch)
         metrics["step"] = torch.tensor(trainer.global_step)
         filepath = self.format_checkpoint_name(metrics)
-        ver = self.STARTING_VERSION
-        while self._enable_version_counter and os.path.exists(filepath):  # never overwrite a ranked checkpoint
-            filepath = self.format_checkpoint_name(metrics, ver=ver)
-            ver += 1
         try:
-            self._write(trainer, filepath)
-            if self.save_last:
-                last = self.format_checkpoint_name(metrics, self.CHECKPOINT_NAME_LAST)
-                linked = self.save_last == "link" and trainer.is_global_zero and _link(filepath, last)
-                if not linked:
-                    trainer.save_checkpoint(last, weights_only=self.save_weights_only)
-                self.last_model_path = last
+            with self._folder_locked(trainer):
+                ver = self.STARTING_VERSION
+                while self._enable_version_counter and os.path.exists(filepath):  # never overwrite a ranked file
+                    filepath = self.format_checkpoint_name(metrics, ver=ver)
+                    ver += 1
+                self._write(trainer, filepath)
+                if self.save_last:
+                    last = self.format_checkpoint_name(metrics, self.CHECKPOINT_NAME_LAST)
+                    linked = self.save_last == "link" and trainer.is_global_zero and _link(filepath, last)
+                    if not linked:
+                        trainer.save_checkpoint(last, weights_only=self.save_weights_only)
+                    self._remember(trainer, last)
+                    self.last_model_path = last
         except Exception as error:  # never hide the user's exception behind a failed save
             rank_zero_warn(f"ModelCheckpoint(save_on_exception=True) could not write {filepath!r} after "
                            f"{type(exception).__name__}: {error!r}", stacklevel=3)
@@ -298,10 +308,50 @@ class ModelCheckpoint(Checkpoint):
         path = self.format_checkpoint_name(metrics, filename)
         if trainer.is_global_zero:
             ver = self.STARTING_VERSION
-            while self._enable_version_counter and path != reusable and os.path.exists(path):
+            while self._enable_version_counter and os.path.exists(path) and not (path == reusable and
+                                                                                 self._still_ours(path)):
+                self._warn_clash(path)
                 path = self.format_checkpoint_name(metrics, filename, ver=ver)
                 ver += 1
         return trainer.strategy.broadcast(path)
+
+    def _still_ours(self, path: str) -> bool:
+        """``path`` (the file this callback may replace) is as this process last wrote it. A path known from the
+        restored state only (written before a resume, by this run's earlier part) counts as ours."""
+        from ember.trainer.checkpoint import written_here
+
+        return path not in self._wrote or written_here(path)
+
+    def _warn_clash(self, path: str) -> None:
+        """Warn, once, when a file appears under a name this run is about to use and this run did not write it
+        (nor was it in the folder when the fit started): another live run is saving into the same folder."""
+        from ember.trainer.checkpoint import written_here
+
+        if self._warned_clash or written_here(path) or (os.path.basename(path) in self._found_at_setup
+                                                        and path not in self._wrote):
+            return  # this process's file (another ModelCheckpoint of this run), or one there before the fit
+        self._warned_clash = True
+        rank_zero_warn(f"ModelCheckpoint: {path} was written by another run saving into {self.dirpath} (it was not "
+                       "there when this fit started, or changed since this run wrote it). This run never replaces "
+                       "it and saves under the next -v1, -v2... name instead. Give each run its own folder "
+                       "(`dirpath`, or a logger version).", UserWarning, stacklevel=4)
+
+    def _remember(self, trainer: Any, path: str) -> None:
+        if trainer.is_global_zero:
+            from ember.trainer.checkpoint import note_written
+
+            note_written(path)  # a symlink or a sharded folder: atomic_save did not record it
+            self._wrote.add(path)
+
+    @contextlib.contextmanager
+    def _folder_locked(self, trainer: Any) -> Any:
+        """Rank 0 holds an exclusive lock on ``dirpath`` while it chooses a name and writes: another run saving
+        into the same folder waits, so a name checked free is still free when the file is renamed into place."""
+        if not trainer.is_global_zero or self.dirpath is None:
+            yield
+            return
+        with _folder_lock(self.dirpath):
+            yield
 
     # --- saving ------------------------------------------------------------------------------------------
     def _should_skip(self, trainer: Any) -> bool:
@@ -318,13 +368,16 @@ class ModelCheckpoint(Checkpoint):
         metrics["epoch"] = torch.tensor(trainer.current_epoch)
         metrics["step"] = torch.tensor(trainer.global_step)
         self._written = ""  # the top-k file this save point writes, if any: what last.ckpt links to
-        if top_k and self.save_top_k != 0:
-            if self.monitor is None:
-                self._save_latest(trainer, metrics)
-            else:
-                self._save_ranked(trainer, metrics, logged)
-        if self.save_last:
-            self._save_last(trainer, metrics)
+        if not (top_k and self.save_top_k != 0) and not self.save_last:
+            return
+        with self._folder_locked(trainer):
+            if top_k and self.save_top_k != 0:
+                if self.monitor is None:
+                    self._save_latest(trainer, metrics)
+                else:
+                    self._save_ranked(trainer, metrics, logged)
+            if self.save_last:
+                self._save_last(trainer, metrics)
 
     def _save_latest(self, trainer: Any, metrics: dict) -> None:
         previous = self.best_model_path
@@ -396,6 +449,7 @@ class ModelCheckpoint(Checkpoint):
             if trainer.world_size > 1:  # a file system without symlinks: every rank then writes (FSDP needs all)
                 linked = trainer.strategy.broadcast(linked)
         if linked:
+            self._remember(trainer, self.last_model_path)
             self._last_global_step_saved = trainer.global_step
         else:  # save_last=True, or nothing new to link to at this save point: a complete file
             self._write(trainer, self.last_model_path)
@@ -405,6 +459,7 @@ class ModelCheckpoint(Checkpoint):
     def _write(self, trainer: Any, filepath: str) -> None:
         # on every rank: the Trainer writes on rank 0 (a sharded strategy gathers from all ranks first)
         trainer.save_checkpoint(filepath, weights_only=self.save_weights_only)
+        self._remember(trainer, filepath)
         self._written = filepath
         self._last_global_step_saved = trainer.global_step
         self._last_save_time = time.monotonic()
@@ -416,10 +471,10 @@ class ModelCheckpoint(Checkpoint):
 
     def _remove(self, trainer: Any, previous: str, current: str) -> None:
         """Delete ``previous`` (after ``current`` is written), on rank 0 only, unless it is the same file, the
-        checkpoint this fit resumed from, or a file outside ``dirpath``. A folder (a sharded checkpoint) is
+        checkpoint this fit resumed from, a file another run replaced, or a file outside ``dirpath``. A folder (a sharded checkpoint) is
         removed with its contents; a symlink (``last.ckpt``) is removed, never what it points to."""
-        if previous == current or not trainer.is_global_zero:
-            return
+        if previous == current or not trainer.is_global_zero or not self._still_ours(previous):
+            return  # ... or another run replaced it since this run wrote it: that file is theirs
         previous_abs = os.path.abspath(previous)
         resumed_from = trainer.ckpt_path
         if resumed_from and os.path.abspath(resumed_from) == previous_abs:
@@ -444,6 +499,28 @@ def _missing_metric_message(owner: str, monitor: str, logged: list, trainer: Any
     where = "validation_step" if trainer._val_enabled else "training_step"
     return (f"{owner} found no metric {monitor!r}; {found}. Log it with self.log({monitor!r}, ...) in {where}, "
             "or fix `monitor`.")
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: str) -> Any:
+    """An exclusive ``flock`` on the folder itself: no lock file to leave behind, and the lock goes when its
+    process dies. Where there is none (Windows, some network file systems), saving proceeds unlocked."""
+    try:
+        import fcntl
+
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield  # an unwritable folder: the save itself raises the error that names it
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass  # a file system without locks: as unlocked
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _remove_checkpoint(path: str) -> None:

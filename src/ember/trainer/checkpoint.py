@@ -42,6 +42,7 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _written_here[os.path.abspath(path)] = file_identity(path)
     except BaseException as e:
         try:
             os.unlink(tmp)
@@ -64,6 +65,31 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> None:
             os.close(dir_fd)
     except OSError:
         pass  # some file systems cannot fsync a folder; the data itself is already on disk
+
+
+_written_here: dict = {}  # absolute path -> file_identity() right after this process wrote it
+
+
+def file_identity(path: Union[str, Path]) -> Optional[tuple]:
+    """What changes when a process writes ``path`` (a rename over it gives a new inode); None if absent.
+    ``lstat``: a ``last.ckpt`` symlink is itself the file that was written."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def written_here(path: Union[str, Path]) -> bool:
+    """Whether ``path`` is, unchanged, a file this process wrote (with ``atomic_save``, or recorded by
+    ``note_written``): a checkpoint of this run, not of another run saving into the same folder."""
+    known = _written_here.get(os.path.abspath(path))
+    return known is not None and known == file_identity(path)
+
+
+def note_written(path: Union[str, Path]) -> None:
+    """Record ``path`` (just written by this process some other way, e.g. a symlink) as this run's."""
+    _written_here[os.path.abspath(path)] = file_identity(path)
 
 
 def _os_error_in(error: BaseException) -> Optional[OSError]:
@@ -192,7 +218,7 @@ def _other_checkpoints(path: Path, limit: int = 5) -> str:
     try:
         found = [e for e in os.scandir(folder) if e.name.endswith(".ckpt") and e.name != path.name
                  and not e.name.startswith(".")]
-        found.sort(key=lambda e: e.stat().st_mtime, reverse=True)
+        found.sort(key=lambda e: (e.stat().st_mtime_ns, e.name), reverse=True)
     except OSError:
         return ""
     if not found:
