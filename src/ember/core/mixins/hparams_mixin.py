@@ -2,7 +2,6 @@
 methods LightningModule and LightningDataModule have."""
 from __future__ import annotations
 
-from ember._utils import AttributeDict
 from ember.datamodule import LightningDataModule
 
 
@@ -18,10 +17,7 @@ class HyperparametersMixin:
 
     save_hyperparameters = LightningDataModule.save_hyperparameters  # the same code as the data module's
     hparams = LightningDataModule.hparams
-
-    @property
-    def hparams_initial(self) -> AttributeDict:
-        return AttributeDict(getattr(self, "_hparams_initial", {}))
+    hparams_initial = LightningDataModule.hparams_initial
 
 
 __all__ = ["HyperparametersMixin"]
