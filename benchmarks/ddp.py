@@ -10,6 +10,8 @@ repeat); a run's time is the slowest rank's. Rank 0 prints the median µs/step o
 the per-repeat ratios ember / hand-written. Target: 1.05 or less.
 
     python benchmarks/ddp.py                                   # starts itself under torchrun, 2 processes
+    python benchmarks/ddp.py --quick                           # smoke run: row small, 10 steps, no warm-up (the 2
+                                                               # processes started directly, without torchrun)
     torchrun --standalone --nproc_per_node=2 benchmarks/ddp.py # the same, launched by hand
     some/venv/bin/python benchmarks/ddp.py                     # a PyTorch Lightning column where it is installed
 
@@ -36,18 +38,49 @@ import time
 import warnings
 from typing import Any, Callable
 
-import torch
-import torch.distributed as dist
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-import ember
+def _start_two_ranks() -> int:
+    """Run this script as ranks 0 and 1, with the variables torchrun would set; the worse exit code.
 
-try:  # an optional third column when run with an interpreter that has PyTorch Lightning
-    import pytorch_lightning as lightning
-except ImportError:
-    lightning = None
+    For ``--quick``: without a torchrun agent (another interpreter importing torch) a smoke run costs less CPU."""
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    ranks = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
+                              env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank))) for rank in range(2)]
+    while True:  # as torchrun does: when one rank fails, stop the other (it would wait for it for half an hour)
+        codes = [rank.poll() for rank in ranks]
+        failed = next((code for code in codes if code), 0)
+        if failed:
+            for rank in ranks:
+                if rank.poll() is None:
+                    rank.terminate()
+                    rank.wait()
+            return failed
+        if all(code == 0 for code in codes):
+            return 0
+        time.sleep(0.1)
+
+
+if __name__ == "__main__" and "LOCAL_RANK" not in os.environ and not {"-h", "--help"} & set(sys.argv):
+    # started with plain python: start the two ranks (before this process imports torch for nothing)
+    if "--quick" in sys.argv:
+        sys.exit(_start_two_ranks())
+    os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              os.path.abspath(__file__), *sys.argv[1:]])
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset  # noqa: E402
+
+import ember  # noqa: E402
 
 # name: (layer widths, batch size per rank, default steps per run per rank, bare Trainer)
 ROWS = {
@@ -140,14 +173,14 @@ def shared_root() -> str:
     return box[0]
 
 
-def measure(row: str, steps: int, repeats: int, columns: dict) -> dict:
+def measure(row: str, steps: int, repeats: int, columns: dict, warmup: bool = True) -> dict:
     widths, batch, _, bare = ROWS[row]
     world = dist.get_world_size()
     data = make_data(widths, world * batch * steps // EPOCHS)
     steps_per_run = EPOCHS * math.ceil(math.ceil(len(data) / world) / batch)
     root = shared_root()
     times: dict = {name: [] for name in columns}
-    for name, fn in columns.items():  # warm up every path
+    for name, fn in columns.items() if warmup else ():  # warm up every path
         dist.barrier()
         fn(widths, data, batch, 1, root)
     names = list(columns)
@@ -174,21 +207,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="steps per run per rank (default: per row)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-lightning", action="store_true", help="skip the PyTorch Lightning column")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run, not a measurement: row small, 10 steps, 1 repeat, no warm-up")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.steps, args.repeats = "small", 10, 1
     rows = args.rows.split(",")
     for row in rows:
         if row not in ROWS:
             parser.error(f"--rows: unknown row {row!r}; choose from {', '.join(ROWS)}")
 
-    if "LOCAL_RANK" not in os.environ:  # started with plain python: start again under torchrun, 2 processes
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                   os.path.abspath(__file__), *sys.argv[1:]]
-        os.execv(sys.executable, command)
-
     torch.set_num_threads(1)
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):  # its info lines, on every rank
         logging.getLogger(name).setLevel(logging.WARNING)
-    use_lightning = lightning is not None and not args.no_lightning
+    # an optional third column when run with an interpreter that has PyTorch Lightning (imported only then: it
+    # costs each rank seconds of CPU)
+    lightning = None if args.no_lightning else _lightning_package()
+    use_lightning = lightning is not None
     results = {}
     for row in rows:
         bare = ROWS[row][3]
@@ -198,7 +233,7 @@ def main() -> None:
         if not dist.is_initialized():  # the first ember fit creates the group; every later run reuses it
             with_trainer(ember, True)(ROWS["small"][0], make_data(ROWS["small"][0], 64), 16, 1, tempfile.gettempdir())
             assert dist.is_initialized(), "ember's Trainer(devices=2, strategy='ddp') did not join a process group"
-        results[row] = measure(row, args.steps or ROWS[row][2], args.repeats, columns)
+        results[row] = measure(row, args.steps or ROWS[row][2], args.repeats, columns, warmup=not args.quick)
         if dist.get_rank() == 0:
             report(row, results[row], args.repeats)
 
@@ -218,6 +253,14 @@ def main() -> None:
             print(f"| {row} | {res['steps']} | {us} | {ratios} |")
     dist.barrier()
     dist.destroy_process_group()
+
+
+def _lightning_package() -> Any:
+    try:
+        import pytorch_lightning
+    except ImportError:
+        return None
+    return pytorch_lightning
 
 
 def report(row: str, res: dict, repeats: int) -> None:

@@ -96,18 +96,20 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """The CIFAR variant of ResNet-18: 3x3 stem, no max-pool, stages of 64, 128, 256, 512 channels."""
+    """The CIFAR variant of ResNet-18: 3x3 stem, no max-pool, stages of 64, 128, 256, 512 channels (``width``,
+    ``2 * width``, ... with another ``width``: the CPU smoke run's tiny one)."""
 
-    def __init__(self, classes: int = 10, channels_last: bool = False) -> None:
+    def __init__(self, classes: int = 10, channels_last: bool = False, width: int = 64) -> None:
         super().__init__()
         self.channels_last = channels_last
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
-        layers, cin = [], 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True))
+        layers, cin = [], width
+        for cout, stride in ((width, 1), (2 * width, 2), (4 * width, 2), (8 * width, 2)):
             layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
             cin = cout
         self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(512, classes)
+        self.fc = nn.Linear(8 * width, classes)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -153,12 +155,13 @@ class Spec:
 
 class ResNetSpec(Spec):
     def describe(self, s: dict) -> str:
-        return f"resnet: CIFAR ResNet-18 ({params(self.make_net(s, False)) / 1e6:.1f}M parameters), " \
+        return f"resnet: CIFAR ResNet-18 ({params(self.make_net(s, False)) / 1e6:.1f}M parameters, " \
+               f"widths {s.get('width', 64)}-{8 * s.get('width', 64)}), " \
                f"batch {s['batch']} of 3x{s['image']}x{s['image']}, SGD momentum"
 
     def make_net(self, s: dict, cuda: bool) -> nn.Module:
         torch.manual_seed(0)
-        return ResNet18(channels_last=cuda)
+        return ResNet18(channels_last=cuda, width=s.get("width", 64))
 
     def make_data(self, s: dict, n: int) -> TensorDataset:
         g = torch.Generator().manual_seed(0)
@@ -177,12 +180,14 @@ class ResNetSpec(Spec):
 
 class TransformerSpec(Spec):
     def describe(self, s: dict) -> str:
-        return f"transformer: causal LM ({params(self.make_net(s, False)) / 1e6:.1f}M parameters, 6 layers, " \
-               f"d_model 512, vocabulary {s['vocab']}), batch {s['batch']} of {s['seq']} tokens, AdamW"
+        return f"transformer: causal LM ({params(self.make_net(s, False)) / 1e6:.1f}M parameters, " \
+               f"{s.get('layers', 6)} layers, d_model {s.get('d_model', 512)}, vocabulary {s['vocab']}), " \
+               f"batch {s['batch']} of {s['seq']} tokens, AdamW"
 
     def make_net(self, s: dict, cuda: bool) -> nn.Module:
         torch.manual_seed(0)
-        return CausalLM(vocab=s["vocab"], seq=s["seq"])
+        return CausalLM(vocab=s["vocab"], seq=s["seq"], d_model=s.get("d_model", 512), layers=s.get("layers", 6),
+                        heads=s.get("heads", 8))
 
     def make_data(self, s: dict, n: int) -> TensorDataset:
         g = torch.Generator().manual_seed(0)
@@ -205,6 +210,8 @@ MODELS = {
     "transformer": TransformerSpec("transformer", gpu=dict(batch=64, seq=256, vocab=8192),
                                    cpu=dict(batch=2, seq=32, vocab=8192)),
 }
+# --device cpu --quick: the same code paths on networks small enough that a smoke run takes a second or two
+TINY_CPU = {"resnet": dict(width=8), "transformer": dict(vocab=256, d_model=32, layers=2, heads=2)}
 
 
 def params(net: nn.Module) -> int:
@@ -448,6 +455,8 @@ def main(argv=None) -> int:
         device_name = f"CPU, {args.threads} thread(s)"
     lightning = h.lightning_package(args.no_lightning)
     sizes = {m: MODELS[m].size(device.type, args.batch) for m in models}
+    if args.quick and not cuda:
+        sizes = {m: {**sizes[m], **TINY_CPU[m]} for m in models}
     print(f"gpu.py on {device_name}; torch {torch.__version__}, ember {ember.__version__}"
           + (f", pytorch_lightning {lightning.__version__}" if lightning else "")
           + f"; {args.steps} timed steps/run after {args.skip} untimed, {args.repeats} interleaved repeats, "

@@ -8,7 +8,8 @@ in README.md run the scripts themselves. Exits 1 if a script failed (a ratio abo
 
     python benchmarks/run_all.py                      # short settings: a few minutes on 2 cores
     python benchmarks/run_all.py --quick              # smoke run: every script's --quick, no faults.py or loggers.py (the test's run;
-                                                      # gpu.py runs on the CPU there: --device cpu --quick)
+                                                      # gpu.py runs on the CPU there: --device cpu --quick); the
+                                                      # one-process scripts share this interpreter (one torch import)
     python benchmarks/run_all.py --quick --jobs 2     # the same, two scripts at a time (they share the CPUs)
     python benchmarks/run_all.py --only lstm,memory   # some of them; --skip ddp leaves one out
     python benchmarks/run_all.py --repeats 9          # more repeats for every script that takes --repeats
@@ -17,14 +18,18 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from importlib.metadata import version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +46,7 @@ SCRIPTS = {
     "memory": ("memory.py", [["--repeats", "1", "--steps", "50", "--allocators", "fixed"]], [["--quick"]]),
     "ddp": ("ddp.py", [["--rows", "small,small-defaults", "--repeats", "3", "--steps", "500"],
                        ["--rows", "large", "--repeats", "3", "--steps", "100"]],
-            [["--rows", "small", "--repeats", "1", "--steps", "30"]]),
+            [["--quick"]]),
     "faults": ("faults.py", [["--sigterm", "1", "--sigkill", "2"]], []),
     # --quick: tests/test_logger_costs.py runs its own smoke run (MLflow's store takes ~10 s to make)
     "loggers": ("loggers.py", [["--repeats", "3"]], []),
@@ -51,6 +56,10 @@ SCRIPTS = {
 OWN_JSON = {"lstm", "cnn_digits", "import_time", "checkpoint_io", "memory", "gpu", "loggers"}  # these write --json rows
 TAKES_NO_LIGHTNING = {"lstm", "cnn_digits", "import_time", "memory", "ddp", "gpu"}
 TARGET = {"overhead": "≤ 1.05", "ddp": "≤ 1.05"}
+# a smoke run (--quick, one script at a time) runs these in this interpreter: each would otherwise spend a second or
+# two of CPU importing torch and ember, most of a smoke run's time on a busy 2-core machine. The others start processes
+# of their own by design (fresh interpreters to measure, DDP ranks).
+IN_PROCESS = {"overhead", "lstm", "cnn_digits", "checkpoint_io", "gpu"}
 
 
 def parse_overhead(out: str, bare: bool) -> list:
@@ -115,8 +124,35 @@ def execute(command: list, stream: bool) -> tuple:
     return code, "".join(lines)
 
 
-def run(name: str, quick: bool, no_lightning: bool, stream: bool = True, repeats: int = 0) -> tuple:
-    """(summary rows, whether it succeeded, seconds) of one benchmark script; ``repeats`` replaces its repeat count."""
+def execute_here(command: list) -> tuple:
+    """(exit code, output) of one script run in this interpreter as ``python script args`` would run it."""
+    shown = " ".join(os.path.relpath(c) if c.startswith(HERE) else c for c in command[1:])
+    out = io.StringIO()
+    argv, path, code = sys.argv, list(sys.path), 0
+    sys.argv = command[1:]
+    sys.path.insert(0, HERE)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            try:
+                runpy.run_path(command[1], run_name="__main__")
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+                if not isinstance(done.code, int) and done.code is not None:
+                    print(done.code)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv, sys.path[:] = argv, path
+    text = out.getvalue()
+    print(f"\n$ {shown}\n" + "".join("    " + line for line in text.splitlines(keepends=True)), end="", flush=True)
+    return code, text
+
+
+def run(name: str, quick: bool, no_lightning: bool, stream: bool = True, repeats: int = 0,
+        here: bool = False) -> tuple:
+    """(summary rows, whether it succeeded, seconds) of one benchmark script; ``repeats`` replaces its repeat count;
+    ``here``: run it in this interpreter (see ``IN_PROCESS``)."""
     script, short, quick_runs = SCRIPTS[name]
     rows, ok, started = [], True, time.monotonic()
     for args in quick_runs if quick else short:
@@ -129,7 +165,7 @@ def run(name: str, quick: bool, no_lightning: bool, stream: bool = True, repeats
             json_path = os.path.join(tmp, "rows.json")
             if name in OWN_JSON:
                 command += ["--json", json_path]
-            code, out = execute(command, stream)
+            code, out = execute_here(command) if here else execute(command, stream)
             if name in OWN_JSON:
                 if code == 0 and os.path.exists(json_path):
                     with open(json_path) as f:
@@ -179,7 +215,8 @@ def main(argv=None) -> int:
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(lambda n: run(n, args.quick, args.no_lightning, False, args.repeats), names))
     else:
-        results = [run(n, args.quick, args.no_lightning, True, args.repeats) for n in names]
+        results = [run(n, args.quick, args.no_lightning, True, args.repeats, here=args.quick and n in IN_PROCESS)
+                   for n in names]
     summary, failed, seconds = [], [], {}
     for name, (rows, ok, seconds[name]) in zip(names, results):
         summary += rows

@@ -1,8 +1,13 @@
 """The benchmark scripts run: ``benchmarks/run_all.py --quick`` exits 0 and its summary has a figure per script.
 
 A smoke run only (a few steps, one repeat): no timing is asserted; the figures live in benchmarks/README.md.
-``gpu.py`` runs there with ``--device cpu --quick`` (tiny sizes, bf16-mixed on the CPU), so its code paths are
+``gpu.py`` runs there with ``--device cpu --quick`` (tiny networks, bf16-mixed on the CPU), so its code paths are
 covered on machines without CUDA too.
+
+The run must stay cheap, so that a busy CI machine does not hit the timeout: about 25 s of CPU in all (it was 50),
+most of it interpreters importing torch. The one-process scripts share one interpreter, ``ddp.py --quick`` starts
+its two ranks without a torchrun agent and imports Lightning only when asked, and every ``--quick`` takes its
+smallest setting. Add a script's smoke settings with that in mind.
 """
 from __future__ import annotations
 
