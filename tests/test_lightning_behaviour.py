@@ -337,3 +337,70 @@ def test_metric_views_after_a_gpu_run_hold_cpu_tensors_with_lightnings_keys(tmp_
     assert all(v.device.type == "cpu" for v in trainer.callback_metrics.values())
     assert all(v.device.type == "cpu" for v in trainer.logged_metrics.values())
     assert ember.Trainer(accelerator="gpu", precision="16-mixed", logger=False).precision == "16-mixed"
+
+
+# --- when validation runs as training stops (max_steps, should_stop, on_train_batch_start returning -1) ----------
+class Stops(ember.LightningModule):
+    """Records validation runs and epoch ends with the step they happen at; stops or skips where asked."""
+
+    def __init__(self, mode: str = "", at: int = -1):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+        self.events: list = []
+        self.mode, self.at = mode, at
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("v", self.layer(batch[0]).sum())
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.mode == "skip" and batch_idx == self.at and self.current_epoch == 0:
+            return -1
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.mode == "stop" and batch_idx == self.at:
+            self.trainer.should_stop = True
+
+    def on_validation_start(self):
+        self.events.append(f"val@{self.global_step}")
+
+    def on_validation_end(self):
+        if self.mode == "valstop" and self.global_step == self.at:
+            self.trainer.should_stop = True
+
+    def on_train_epoch_end(self):
+        self.events.append(f"epoch_end@{self.global_step}")
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+# Recorded once from pytorch_lightning 2.6.6 with the same module: 10 training batches an epoch, max_epochs=3
+@pytest.mark.parametrize("mode, at, kwargs, expected", [
+    ("", -1, dict(max_steps=5), "epoch_end@5"),  # max_steps mid-epoch: no validation
+    ("", -1, dict(max_steps=10), "val@10 epoch_end@10"),  # at the epoch's last batch: validated
+    ("", -1, dict(max_steps=15), "val@10 epoch_end@10 epoch_end@15"),
+    ("", -1, dict(max_steps=5, val_check_interval=0.5), "val@5 epoch_end@5"),  # once, not twice
+    ("", -1, dict(max_steps=7, val_check_interval=0.5), "val@5 epoch_end@7"),
+    ("", -1, dict(max_steps=6, val_check_interval=3), "val@3 val@6 epoch_end@6"),
+    ("", -1, dict(max_steps=10, val_check_interval=5), "val@5 val@10 epoch_end@10"),
+    ("", -1, dict(max_steps=12, val_check_interval=4, check_val_every_n_epoch=None),
+     "val@4 val@8 epoch_end@10 val@12 epoch_end@12"),
+    ("", -1, dict(max_steps=10, check_val_every_n_epoch=2), "epoch_end@10"),
+    ("", -1, dict(max_steps=4, accumulate_grad_batches=3), "val@4 epoch_end@4"),
+    ("skip", 3, {}, "epoch_end@3 val@13 epoch_end@13 val@23 epoch_end@23"),  # a skipped epoch is not validated
+    ("skip", 3, dict(val_check_interval=0.5), "epoch_end@3 val@8 val@13 epoch_end@13 val@18 val@23 epoch_end@23"),
+    ("stop", 3, {}, "val@4 epoch_end@4"),  # should_stop mid-epoch: validated once, then stop
+    ("stop", 4, dict(val_check_interval=0.5), "val@5 epoch_end@5"),
+    ("stop", 2, dict(val_check_interval=3), "val@3 epoch_end@3"),
+    ("valstop", 5, dict(val_check_interval=0.5), "val@5 epoch_end@5"),  # stopped by a validation: not again
+    ("stop", 3, dict(min_steps=15), "val@10 epoch_end@10 val@15 epoch_end@15"),
+])
+def test_validation_as_training_stops_follows_lightning(trainer_kwargs, mode, at, kwargs, expected):
+    model = Stops(mode, at)
+    loader = DataLoader(TensorDataset(torch.randn(10, 4)), batch_size=1)
+    trainer = ember.Trainer(max_epochs=3, num_sanity_val_steps=0, **kwargs, **trainer_kwargs)
+    trainer.fit(model, loader, DataLoader(TensorDataset(torch.randn(2, 4)), batch_size=1))
+    assert " ".join(model.events) == expected

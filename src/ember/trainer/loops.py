@@ -13,6 +13,7 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import Tensor
 
+from ember._utils import rank_zero_warn
 from ember.trainer.hooks import StepHooks
 from ember.trainer.metrics import Results
 from ember.trainer.optim import step_schedulers
@@ -110,6 +111,8 @@ def run_train_epoch(trainer: Any) -> None:
     distributed = t.world_size > 1
     set_grad_sync = t.strategy.set_grad_sync if distributed and accumulate > 1 else None
     is_last = False
+    ended = None  # why the loop left the epoch early: 'skip', 'max_steps', 'stop' or 'signal'
+    batch = _NO_BATCH
 
     batches = _epoch_iterator(loader, p)
     batch_idx = p.batch_idx
@@ -121,7 +124,8 @@ def run_train_epoch(trainer: Any) -> None:
             batch = transfer(batch, 0)
         results.set_batch(batch)
         if batch_start is not None and batch_start(batch, batch_idx) == -1:
-            break  # the module asked to skip the rest of the epoch
+            ended = "skip"  # the module asked to skip the rest of the epoch
+            break
         if automatic:
             should_step = p.accumulated + 1 >= accumulate or is_last
             if set_grad_sync is not None:
@@ -155,18 +159,50 @@ def run_train_epoch(trainer: Any) -> None:
             run_evaluation(t, "validate", t._val_loaders, t._val_limits)  # mid-epoch validation
             module._log_store = results
         if t.max_steps != -1 and p.optimizer_steps >= t.max_steps:
+            ended = "max_steps"
             break
         if distributed:
             if _ranks_agree_to_stop(t):
+                ended = "signal" if signals.received is not None else "stop"
                 break
-        elif (t.should_stop and _stop_granted(t)) or (timed and t._time_is_up()) or signals.received is not None:
+        elif signals.received is not None:
+            ended = "signal"
+            break
+        elif (t.should_stop and _stop_granted(t)) or (timed and t._time_is_up()):
+            ended = "stop"
             break
     if signals.received is not None and not is_last:
         return  # preempted mid-epoch: the checkpoint keeps this position, the epoch is not finished
-    finish_train_epoch(t, results)
+    if batch is _NO_BATCH and ended is None and p.batch_idx == 0 and not t._warned_empty_epoch:
+        t._warned_empty_epoch = True  # a loader without a length that yielded nothing (len() == 0 is said earlier)
+        rank_zero_warn(f"The training DataLoader yielded no batch in epoch {p.epoch} (its dataset: "
+                       f"{type(getattr(loader, 'dataset', loader)).__name__}): nothing was trained. Check that the "
+                       "dataset yields samples (an IterableDataset's __iter__), or set max_epochs/max_steps.",
+                       stacklevel=2)
+    if ended is None or ended == "signal":
+        validate = epoch_end_validation
+    elif ended == "skip":
+        validate = False  # as Lightning: an epoch left with -1 from on_train_batch_start is not validated
+    else:
+        # As Lightning: validation runs after a batch that is a validation point (the epoch's last batch included),
+        # or after one where a stop was granted (should_stop, max_time), once; reaching max_steps elsewhere in the
+        # epoch ends it without validating.
+        validated_here = bool(val_every) and (p.batches_seen if val_across_epochs else batch_idx) % val_every == 0 \
+            and not (is_last and epoch_end_validation)
+        stopping = ended == "stop" or (t.should_stop and _stop_granted(t))
+        if validated_here:
+            validate = False
+        elif stopping:
+            validate = t._should_validate_this_epoch()
+        else:
+            validate = is_last and epoch_end_validation
+    finish_train_epoch(t, results, validate)
 
 
-def finish_train_epoch(trainer: Any, results: Results) -> None:
+_NO_BATCH = object()
+
+
+def finish_train_epoch(trainer: Any, results: Results, validate: bool) -> None:
     """Validation, on_train_epoch_end, epoch metrics, epoch schedulers, then checkpoint/early stopping.
 
     ModelCheckpoint and EarlyStopping run last, so a checkpoint written here holds the finished
@@ -178,7 +214,7 @@ def finish_train_epoch(trainer: Any, results: Results) -> None:
     hooks = t._hooks
     p.epoch_done = True
     t._epoch_end_validated = False
-    if t._epoch_end_validation_due():
+    if validate:
         t._epoch_end_validated = True
         run_evaluation(t, "validate", t._val_loaders, t._val_limits, epoch_end=True)
     module._log_store = results
@@ -230,18 +266,32 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
     if loss is None:  # a Python check: no sync
         _none_step(t, module, optimizer, plain, batch, batch_idx, accumulate, should_step, hooks)
         return {}  # what Lightning passes on_train_batch_end for such a batch
-    if t._check_finite_every_step and not math.isfinite(loss.item()):  # no sync on a CPU
-        if _nonfinite_loss(t, loss, batch_idx) == "skip":  # no backward; a window ending here steps what it has
-            if should_step and p.accumulated:
-                p.accumulated = 0
-                _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks)
-            return None
-    if direct:
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        p.optimizer_steps += 1
-        return output
+    try:  # free unless raised: a loss of several elements fails in .item() or backward, and is named below
+        if t._check_finite_every_step and not math.isfinite(loss.item()):  # no sync on a CPU
+            if _nonfinite_loss(t, loss, batch_idx) == "skip":  # no backward; a window ending here steps what it has
+                if should_step and p.accumulated:
+                    p.accumulated = 0
+                    _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks)
+                return None
+        if direct:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            p.optimizer_steps += 1
+            return output
+        _backward_and_step(t, module, optimizer, plain, loss, batch, batch_idx, accumulate, should_step, hooks)
+    except RuntimeError as error:
+        if loss.numel() != 1:
+            raise non_scalar_loss(loss) from error
+        raise
+    return output
+
+
+def _backward_and_step(t: Any, module: Any, optimizer: Any, plain: bool, loss: Tensor, batch: Any, batch_idx: int,
+                       accumulate: int, should_step: bool, hooks: StepHooks) -> None:
+    """The automatic step's general form: zero_grad at a window's start, backward, and the step at its end."""
+    p = t._progress
+    precision = t._precision
     if p.accumulated == 0 and optimizer is not None:
         if hooks.on_before_zero_grad is not None:
             hooks.on_before_zero_grad(optimizer)
@@ -260,7 +310,14 @@ def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, bat
     if should_step:
         p.accumulated = 0
         _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks, loss)
-    return output
+
+
+def non_scalar_loss(loss: Tensor, where: str = "training_step returned") -> ValueError:
+    """The error for a loss with more than one element (autograd can only start from a scalar)."""
+    return ValueError(
+        f"{where} a loss of shape {tuple(loss.shape)} ({loss.numel()} elements); the loss must be a "
+        "scalar (one element). Reduce it, e.g. `loss = loss.mean()` (or `.sum()`), before returning it."
+    )
 
 
 def _none_step(t: Any, module: Any, optimizer: Any, plain: bool, batch: Any, batch_idx: int, accumulate: int,
@@ -356,6 +413,21 @@ def _nonfinite_loss(t: Any, loss: Tensor, batch_idx: int) -> str:
         f"step {p.optimizer_steps}. Trainer(detect_anomaly=True) points at the operation that produced it; "
         "Trainer(on_nonfinite_loss='skip') skips such batches instead of stopping."
     )
+
+
+def _warn_shared_names(t: Any, train: Results, validation: Results) -> None:
+    """Once per fit: a name logged in both training and validation holds one value in callback_metrics and the
+    loggers, whichever came last (a monitor of that name then reads either)."""
+    shared = sorted(set(train.entries) & set(validation.entries))
+    if not shared:
+        return
+    t._warned_shared_names = True
+    where = {key: (train.entries[key].fx, validation.entries[key].fx) for key in shared}
+    listed = ", ".join(f"{key!r} ({a} and {b})" for key, (a, b) in where.items())
+    rank_zero_warn(f"self.log() was called with the same name in training and in validation: {listed}. They share one "
+                   "entry in trainer.callback_metrics and the loggers, so each value replaces the other (a "
+                   "ModelCheckpoint or EarlyStopping monitoring it reads whichever came last). Use distinct names, "
+                   "such as 'train_loss' and 'val_loss'.", stacklevel=2)
 
 
 def _batch_end_outputs(output: Any) -> Any:
@@ -500,6 +572,8 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
             if stage != "predict":
                 t._store_metrics(results.step_metrics())
                 views = results.epoch_end()
+                if stage == "validate" and t._train_results is not None and not t._warned_shared_names:
+                    _warn_shared_names(t, t._train_results, results)
                 t._store_metrics(views)
                 t._eval_results = None
                 if not sanity:

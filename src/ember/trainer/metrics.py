@@ -38,7 +38,8 @@ class _Entry:
     """One logged name in one loop."""
 
     __slots__ = ("name", "prog_bar", "logger", "on_step", "on_epoch", "reduce", "last", "total", "count",
-                 "metric", "sync_dist", "dataloader_idx", "fx", "synced", "step_name", "epoch_name")
+                 "metric", "sync_dist", "dataloader_idx", "fx", "synced", "step_name", "epoch_name", "options",
+                 "checked_fx")
 
     def __init__(self, name: str, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool, reduce: str,
                  sync_dist: bool, dataloader_idx: Optional[int], suffix: str = "") -> None:
@@ -60,6 +61,10 @@ class _Entry:
         self.count = 0
         self.metric: Any = None
         self.fx: Optional[str] = None
+        # the arguments of the call that made it (resolved), which a later call from the same hook must repeat; and
+        # the hook whose later calls have been checked against them (then they take Results.log's short path)
+        self.options: Optional[tuple] = None
+        self.checked_fx: Optional[str] = None
         self.synced: Optional[Tensor] = None  # the epoch value over all ranks (sync_dist), once computed
 
     @property
@@ -152,7 +157,7 @@ class Results:
             on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, enable_graph: bool,
             sync_dist: bool, add_dataloader_idx: bool, batch_size: Optional[int]) -> None:
         entry = self.entries.get(name)
-        if entry is not None and entry.fx == fx and type(value) is Tensor and entry.metric is None \
+        if entry is not None and entry.checked_fx == fx and type(value) is Tensor and entry.metric is None \
                 and self.num_dataloaders == 1 and not entry.sync_dist:
             # the same name logged again from the same hook: the per-step path, kept short (reading a tensor's
             # attribute costs as much as the rest of this path)
@@ -177,6 +182,16 @@ class Results:
             entry = self._new_entry(fx, name, suffix, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist,
                                     self.dataloader_idx if in_loop else None)
             entry.fx = fx
+            entry.options = (*_resolve_options(fx, key, on_step, on_epoch, reduce_fx), bool(prog_bar),
+                             True if logger is None else bool(logger), bool(sync_dist), bool(enable_graph),
+                             bool(add_dataloader_idx))
+        elif entry.fx == fx and entry.checked_fx != fx:
+            # the second call for this name from this hook (later in the step, or at the next step): once per name
+            # and epoch, so the short path above pays nothing for it
+            if entry.options is not None:
+                _check_same_options(entry, fx, key, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist,
+                                    enable_graph, add_dataloader_idx)
+            entry.checked_fx = fx
         metric_type = _torchmetrics_metric_type()
         if isinstance(value, Tensor):
             if value.numel() != 1:
@@ -221,23 +236,7 @@ class Results:
                 f"self.log({key!r}, ...) is not allowed in {fx}: nothing there is reported to loggers. Log from a "
                 "training/validation/test step or a train/validation/test hook instead."
             )
-        per_step = fx in _STEP_HOOKS
-        on_step = per_step if on_step is None else bool(on_step)
-        on_epoch = (not per_step) if on_epoch is None else bool(on_epoch)
-        if not per_step and fx is not None and fx.endswith(("_epoch_start", "_epoch_end", "_start", "_end")) \
-                and "batch" not in fx and on_step:
-            raise ValueError(
-                f"self.log({key!r}, on_step=True) in {fx}: there is no step in an epoch-level hook. Use on_epoch=True."
-            )
-        if callable(reduce_fx) and reduce_fx in _REDUCTION_FNS:
-            reduce = _REDUCTION_FNS[reduce_fx]
-        elif isinstance(reduce_fx, str) and reduce_fx.lower() in _REDUCTIONS:
-            reduce = _REDUCTIONS[reduce_fx.lower()]
-        else:
-            raise ValueError(
-                f"self.log({key!r}, reduce_fx={reduce_fx!r}): the reduction must be 'mean', 'sum', 'max' or 'min' "
-                "(or torch.mean/sum/max/min)."
-            )
+        on_step, on_epoch, reduce = _resolve_options(fx, key, on_step, on_epoch, reduce_fx)
         entry = _Entry(name, bool(prog_bar), True if logger is None else bool(logger), on_step, on_epoch, reduce,
                        sync_dist, dataloader_idx, suffix)
         self.entries[key] = entry
@@ -352,6 +351,49 @@ class Results:
             for i in targets:
                 per_loader[i][name] = logged[name]
         return per_loader
+
+
+def _resolve_options(fx: Optional[str], key: str, on_step: Optional[bool], on_epoch: Optional[bool],
+                     reduce_fx: Any) -> tuple:
+    """``self.log``'s on_step, on_epoch (their defaults follow the hook) and reduction, checked."""
+    per_step = fx in _STEP_HOOKS
+    on_step = per_step if on_step is None else bool(on_step)
+    on_epoch = (not per_step) if on_epoch is None else bool(on_epoch)
+    if not per_step and fx is not None and fx.endswith(("_epoch_start", "_epoch_end", "_start", "_end")) \
+            and "batch" not in fx and on_step:
+        raise ValueError(
+            f"self.log({key!r}, on_step=True) in {fx}: there is no step in an epoch-level hook. Use on_epoch=True."
+        )
+    if callable(reduce_fx) and reduce_fx in _REDUCTION_FNS:
+        reduce = _REDUCTION_FNS[reduce_fx]
+    elif isinstance(reduce_fx, str) and reduce_fx.lower() in _REDUCTIONS:
+        reduce = _REDUCTIONS[reduce_fx.lower()]
+    else:
+        raise ValueError(
+            f"self.log({key!r}, reduce_fx={reduce_fx!r}): the reduction must be 'mean', 'sum', 'max' or 'min' "
+            "(or torch.mean/sum/max/min)."
+        )
+    return on_step, on_epoch, reduce
+
+
+_OPTION_NAMES = ("on_step", "on_epoch", "reduce_fx", "prog_bar", "logger", "sync_dist", "enable_graph",
+                 "add_dataloader_idx")
+
+
+def _check_same_options(entry: _Entry, fx: Optional[str], key: str, prog_bar: bool, logger: Optional[bool],
+                        on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, sync_dist: bool,
+                        enable_graph: bool, add_dataloader_idx: bool) -> None:
+    """As Lightning: one name logged again from the same hook must be logged with the same arguments (which of
+    the two calls' reductions or flags should apply is ambiguous, so neither is picked silently)."""
+    now = (*_resolve_options(fx, key, on_step, on_epoch, reduce_fx), bool(prog_bar),
+           True if logger is None else bool(logger), bool(sync_dist), bool(enable_graph), bool(add_dataloader_idx))
+    if now == entry.options:
+        return
+    changed = ", ".join(f"{n}={a!r} then {b!r}" for n, a, b in zip(_OPTION_NAMES, entry.options, now) if a != b)
+    raise ValueError(
+        f"You called `self.log({key!r}, ...)` twice in `{fx}` with different arguments ({changed}). This is not "
+        "allowed: log it with the same arguments each time, or log the second value under another name."
+    )
 
 
 def _all_reduce_mean(value: Tensor) -> Tensor:

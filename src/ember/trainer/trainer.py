@@ -9,6 +9,7 @@ import contextlib
 import datetime
 import glob
 import math
+import numbers
 import os
 import time
 import warnings
@@ -98,7 +99,7 @@ class Trainer:
         enable_autolog_hparams: bool = True,
         on_nonfinite_loss: str = "raise",
     ) -> None:
-        _check_int("num_nodes", num_nodes, minimum=1)
+        _check_arguments(locals())
         self._plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         device_type, device_indices = resolve_devices(accelerator, devices)
         self.strategy = _resolve_strategy(strategy, device_type, device_indices, num_nodes,
@@ -110,16 +111,6 @@ class Trainer:
         self.accelerator = self._device.type
 
         self.fast_dev_run = int(fast_dev_run)
-        if self.fast_dev_run < 0:
-            raise ValueError(f"Trainer(fast_dev_run={fast_dev_run}) must be a bool or a positive int.")
-        _check_int("accumulate_grad_batches", accumulate_grad_batches, minimum=1)
-        if gradient_clip_algorithm not in (None, "norm", "value"):
-            raise ValueError(f"Trainer(gradient_clip_algorithm={gradient_clip_algorithm!r}) must be 'norm' or "
-                             "'value'.")
-        if max_steps != -1:
-            _check_int("max_steps", max_steps, minimum=-1)
-        if max_epochs is not None:
-            _check_int("max_epochs", max_epochs, minimum=-1)
         self.max_epochs = max_epochs if max_epochs is not None else (1000 if max_steps == -1 else -1)
         self.min_epochs = min_epochs
         self.max_steps = max_steps
@@ -127,7 +118,7 @@ class Trainer:
         self._max_time_s = _parse_max_time(max_time)
         self.accumulate_grad_batches = accumulate_grad_batches
         self.gradient_clip_val = gradient_clip_val
-        self.gradient_clip_algorithm = gradient_clip_algorithm or "norm"
+        self.gradient_clip_algorithm = gradient_clip_algorithm.lower() if gradient_clip_algorithm else "norm"
         self.limit_train_batches = _check_limit("limit_train_batches", limit_train_batches)
         self.limit_val_batches = _check_limit("limit_val_batches", limit_val_batches)
         self.limit_test_batches = _check_limit("limit_test_batches", limit_test_batches)
@@ -137,7 +128,6 @@ class Trainer:
         self.check_val_every_n_epoch = check_val_every_n_epoch
         self.num_sanity_val_steps = 2 if num_sanity_val_steps is None else num_sanity_val_steps
         self.log_every_n_steps = 50 if log_every_n_steps is None else log_every_n_steps
-        _check_int("log_every_n_steps", self.log_every_n_steps, minimum=1)
         self.reload_dataloaders_every_n_epochs = reload_dataloaders_every_n_epochs
         self.enable_autolog_hparams = enable_autolog_hparams  # the hyperparameters to the loggers at each run's start
         self._inference_mode = inference_mode
@@ -224,6 +214,8 @@ class Trainer:
         self._keep_module_on_device = False  # a tuner's trial run: the model stays for the run that follows
         self._signals = SignalCatcher()
         self._warned_none_step = False  # "training_step returned None" is said once per fit
+        self._warned_shared_names = False  # "the same name logged in training and validation": once per fit
+        self._warned_empty_epoch = False  # "the training DataLoader yielded no batch": once per fit
         self._resumed_train_metrics: Optional[dict] = None
 
     # --- the four entry points ------------------------------------------------------------------------
@@ -245,7 +237,7 @@ class Trainer:
         _check_data_args("fit", train_dataloaders, val_dataloaders, datamodule)
         with self._run("fit", model, datamodule):
             module = self.lightning_module
-            self._warned_none_step = False
+            self._warned_none_step = self._warned_shared_names = self._warned_empty_epoch = False
             self._resolve_train_data(train_dataloaders, module)
             self._resolve_eval_data("validate", val_dataloaders, module)
             self._warn_about_fit_config(module)
@@ -695,10 +687,18 @@ class Trainer:
 
     def _backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         self._hooks.call("on_before_backward", loss)
-        self._precision.backward(loss, self.lightning_module, *args, **kwargs)
+        try:
+            self._precision.backward(loss, self.lightning_module, *args, **kwargs)
+        except RuntimeError as error:
+            if isinstance(loss, torch.Tensor) and loss.numel() != 1 and not args and "gradient" not in kwargs:
+                raise loops.non_scalar_loss(loss, "manual_backward got") from error
+            raise
         self._hooks.call("on_after_backward")
 
     def _clip_gradients(self, optimizer: Any, value: float, algorithm: str) -> None:
+        if not value >= 0:  # also NaN; a negative max_norm would reverse the update
+            raise ValueError(f"clip_gradients(gradient_clip_val={value!r}) must be a number >= 0 (None or 0: no "
+                             "clipping).")
         optimizer = getattr(optimizer, "optimizer", optimizer)
         self._precision.unscale(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -1011,16 +1011,59 @@ def _check_weights_only(value: Any) -> None:
                          "file, which runs code named in it: only for files you trust).")
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"Trainer({name}={value!r}) must be an int >= {minimum}.")
+def _check_int(name: str, value: Any, minimum: int, meaning: str = "", optional: bool = False) -> None:
+    """``Trainer(name=value)``: an int >= ``minimum`` (or None when ``optional``), else a ValueError giving the range."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        allowed = f"an int >= {minimum}{meaning}" + (", or None" if optional else "")
+        raise ValueError(f"Trainer({name}={value!r}) must be {allowed}.")
+
+
+def _check_arguments(args: dict) -> None:
+    """Every numeric Trainer argument in its range, checked before anything is built: a value out of range fails
+    here, naming the argument, the value and what is allowed (never later as a ZeroDivisionError, or silently, as a
+    negative clipping value that would reverse every update)."""
+    _check_int("num_nodes", args["num_nodes"], 1)
+    _check_int("accumulate_grad_batches", args["accumulate_grad_batches"], 1)
+    _check_int("max_epochs", args["max_epochs"], -1, " (-1: no limit)", optional=True)
+    _check_int("min_epochs", args["min_epochs"], 0, optional=True)
+    _check_int("max_steps", args["max_steps"], -1, " (-1: no limit)")
+    _check_int("min_steps", args["min_steps"], 0, optional=True)
+    _check_int("check_val_every_n_epoch", args["check_val_every_n_epoch"], 1,
+               " (None: validate by val_check_interval batches across epochs)", optional=True)
+    _check_int("num_sanity_val_steps", args["num_sanity_val_steps"], -1, " (-1: every validation batch; 0: no "
+               "sanity check)", optional=True)
+    _check_int("reload_dataloaders_every_n_epochs", args["reload_dataloaders_every_n_epochs"], 0,
+               " (0: never reload)")
+    _check_int("log_every_n_steps", args["log_every_n_steps"], 1, optional=True)
+    fast_dev_run = args["fast_dev_run"]
+    if not isinstance(fast_dev_run, bool):
+        _check_int("fast_dev_run", fast_dev_run, 0, " (or a bool; N: run N batches of each loop)")
+    clip = args["gradient_clip_val"]
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, numbers.Real) or not clip >= 0):
+        raise ValueError(f"Trainer(gradient_clip_val={clip!r}) must be a number >= 0 (None or 0: no clipping). A "
+                         "negative value would scale every gradient by a negative factor and reverse the updates.")
+    algorithm = args["gradient_clip_algorithm"]
+    if algorithm is not None and (not isinstance(algorithm, str) or algorithm.lower() not in ("norm", "value")):
+        raise ValueError(f"Trainer(gradient_clip_algorithm={algorithm!r}) must be 'norm' or 'value' (or None: "
+                         "'norm').")
+    interval = args["val_check_interval"]
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (numbers.Integral, float))
+                                 or interval <= 0 or (isinstance(interval, float) and interval > 1.0)):
+        raise ValueError(f"Trainer(val_check_interval={interval!r}) must be a float in (0.0, 1.0] (a fraction of the "
+                         "training epoch) or an int >= 1 (every N training batches). To switch validation off, use "
+                         "limit_val_batches=0.")
+    if interval is not None and isinstance(interval, float) and args["check_val_every_n_epoch"] is None:
+        raise ValueError(f"Trainer(val_check_interval={interval!r}, check_val_every_n_epoch=None): without epochs "
+                         "to count in, val_check_interval must be an int number of training batches.")
 
 
 def _check_limit(name: str, value: Any) -> Any:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
-            isinstance(value, float) and value > 1.0):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)) or not value >= 0 or (
+            isinstance(value, float) and value > 1.0):  # `not value >= 0` also refuses NaN
         raise ValueError(f"Trainer({name}={value!r}) must be a float in [0.0, 1.0] (a fraction of the batches) or "
                          "an int >= 0 (a number of batches).")
     return value
@@ -1063,17 +1106,25 @@ def _without_shuffle(loader: Any) -> Any:
 def _parse_max_time(value: Any) -> Optional[float]:
     if value is None:
         return None
+    seconds = None
     if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, dict):
-        return datetime.timedelta(**value).total_seconds()
-    if isinstance(value, str):
+        seconds = value.total_seconds()
+    elif isinstance(value, dict):
+        try:
+            seconds = datetime.timedelta(**value).total_seconds()
+        except TypeError:  # a key timedelta does not take, or a value that is not a number
+            seconds = None
+    elif isinstance(value, str):
         parts = value.split(":")
         if len(parts) == 4 and all(p.isdigit() for p in parts):
             d, h, m, s = map(int, parts)
-            return datetime.timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds()
+            seconds = datetime.timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds()
+    if seconds is not None and seconds >= 0:
+        return seconds
+    if seconds is not None:
+        raise ValueError(f"Trainer(max_time={value!r}) is a negative duration; it must be >= 0.")
     raise ValueError(f"Trainer(max_time={value!r}) must be 'DD:HH:MM:SS', a datetime.timedelta or a dict like "
-                     "{'hours': 1}.")
+                     "{'hours': 1} (datetime.timedelta's keyword arguments).")
 
 
 def _build_loggers(logger: Any, root: str, disabled: bool) -> list:
