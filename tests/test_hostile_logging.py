@@ -138,3 +138,51 @@ def test_logger_files_get_the_permissions_the_umask_allows(tmp_path, umask, expe
         os.umask(old)
     assert {os.path.basename(f) + oct(_mode(f)) for f in files} == {os.path.basename(f) + oct(expected) for f in files}
     assert [name for name in os.listdir(logger.log_dir) if name.endswith(".tmp")] == []
+
+
+def _racing_mlflow_run(save_dir: str, run: int, barrier, results) -> None:
+    from ember.loggers import MLFlowLogger
+
+    logger = MLFlowLogger("race", save_dir=save_dir, synchronous=True)
+    barrier.wait()  # both reach the new store at the same moment: its tables and the experiment do not exist yet
+    logger.log_metrics({"run": run}, step=0)
+    logger.finalize("success")
+    results.put((logger.experiment_id, logger.run_id))
+
+
+def test_mlflow_runs_started_at_the_same_moment_on_a_new_local_store_both_run(tmp_path):
+    pytest.importorskip("mlflow")
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  imported once here, not in each child
+    from mlflow.tracking import MlflowClient
+
+    ctx = _context()
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_racing_mlflow_run, args=(str(tmp_path), run, barrier, results)) for run in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0  # without the lock one of them fails: "table ... already exists"
+    found = [results.get(timeout=5) for _ in procs]
+    assert len({experiment for experiment, _ in found}) == 1 and len({run for _, run in found}) == 2
+    from ember.loggers.mlflow import _local_store_uri
+
+    client = MlflowClient(_local_store_uri(str(tmp_path)))
+    assert sorted(client.get_run(run).data.metrics["run"] for _, run in found) == [0.0, 1.0]
+
+
+def test_mlflow_experiment_created_by_another_run_first_is_joined(monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
+
+    from ember.loggers.mlflow import _create_experiment
+
+    class RemoteStore:  # the other run created "shared" between our look-up and our create_experiment
+        def create_experiment(self, name, artifact_location=None):
+            raise MlflowException(f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS)
+
+        def get_experiment_by_name(self, name):
+            return type("Experiment", (), {"experiment_id": "7"})()
+
+    assert _create_experiment(RemoteStore(), "shared", None) == "7"

@@ -6,11 +6,13 @@ in one folder never share a ``version_{n}``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-from typing import Any, Callable, TextIO, Union
+import time
+from typing import Any, Callable, Iterator, TextIO, Union
 
-__all__ = ["atomic_write_text", "claim_numbered_folder"]
+__all__ = ["atomic_write_text", "claim_numbered_folder", "exclusive_lock"]
 
 
 def atomic_write_text(path: Union[str, os.PathLike], write: Callable[[TextIO], Any]) -> None:
@@ -82,3 +84,40 @@ def next_number(root: Union[str, os.PathLike], prefix: str = "version_") -> int:
                if entry.startswith(prefix) and entry[len(prefix):].isdigit()
                and os.path.isdir(os.path.join(root, entry))]
     return max(numbers) + 1 if numbers else 0
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Union[str, os.PathLike]) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing, never removed) for the ``with`` block: other
+    processes entering ``exclusive_lock`` on the same path wait. The lock goes with the process if it dies.
+
+    >>> import os, tempfile
+    >>> with exclusive_lock(os.path.join(tempfile.mkdtemp(), ".lock")):
+    ...     pass
+    """
+    fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows: lock the first byte, retrying (msvcrt gives up after ten one-second tries)
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -5,6 +5,7 @@ This module imports nothing heavy: ``mlflow`` is imported when the logger first 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import re
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+from ember._io import exclusive_lock
 from ember.loggers.logger import Logger, _params_to_dict, rank_zero_experiment
 from ember.loggers.tensorboard import _flatten  # shared helper; imports no tensorboard
 from ember.utilities.rank_zero import rank_zero_only
@@ -112,9 +114,16 @@ class MLFlowLogger(Logger):
             return self._client
         from mlflow.tracking import MlflowClient
 
-        if self._local_default:
+        local = self._local_default or self.tracking_uri.startswith("file:")
+        if local:
             os.makedirs(self._save_dir, exist_ok=True)  # the store's folder (and SQLite database's) must exist
-        client = MlflowClient(self.tracking_uri)
+        # Runs started at the same moment on one local store would each create its tables (all but one then fail
+        # with "table ... already exists") and each create the experiment: one process at a time does that part.
+        with exclusive_lock(os.path.join(self._save_dir, _LOCK_FILE)) if local else contextlib.nullcontext():
+            return self._connect(MlflowClient(self.tracking_uri))
+
+    def _connect(self, client: Any) -> Any:
+        """Find or create the experiment and the run (``experiment`` holds the store's lock meanwhile)."""
         if self._run_id is not None:  # continue an existing run
             self._experiment_id = client.get_run(self._run_id).info.experiment_id
             self._client = client
@@ -128,7 +137,7 @@ class MLFlowLogger(Logger):
             artifact_location = self._artifact_location
             if artifact_location is None and self._tracking_uri.startswith("sqlite:") and self._local_default:
                 artifact_location = Path(self._save_dir).resolve().as_uri()  # artifacts next to the database
-            self._experiment_id = client.create_experiment(self._experiment_name, artifact_location=artifact_location)
+            self._experiment_id = _create_experiment(client, self._experiment_name, artifact_location)
         else:
             self._experiment_id = experiment.experiment_id
         tags = dict(self.tags)
@@ -319,6 +328,25 @@ class MLFlowLogger(Logger):
                     yaml.safe_dump(metadata, f, sort_keys=False)
                 self.experiment.log_artifact(self.run_id, os.path.join(tmp, "metadata.yaml"), artifact_path)
             self._logged_checkpoints[path] = mtime
+
+
+_LOCK_FILE = ".ember-mlflow.lock"  # in a local store's folder: MLflow lists only the folders there
+
+
+def _create_experiment(client: Any, name: str, artifact_location: Optional[str]) -> str:
+    """The id of a new experiment ``name``; if another run created it first (a remote store, where no lock of ours
+    reaches), that one's."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as error:
+        if getattr(error, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
+            raise
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 _SYNCHRONOUS_SINCE = (2, 8)
