@@ -158,6 +158,7 @@ class ModelCheckpoint(Checkpoint):
         self._wrote: set = set()  # paths this callback wrote in this fit
         self._found_at_setup: set = set()  # names in dirpath before this fit: clashes there are expected
         self._warned_clash = False
+        self._lock_stack: Optional[contextlib.ExitStack] = None  # set during a save point, until the lock is held
 
     @property
     def state_key(self) -> str:
@@ -230,7 +231,8 @@ class ModelCheckpoint(Checkpoint):
         metrics["step"] = torch.tensor(trainer.global_step)
         filepath = self.format_checkpoint_name(metrics)
         try:
-            with self._folder_locked(trainer):
+            with self._save_point():
+                self._lock_folder(trainer)
                 ver = self.STARTING_VERSION
                 while self._enable_version_counter and os.path.exists(filepath):  # never overwrite a ranked file
                     filepath = self.format_checkpoint_name(metrics, ver=ver)
@@ -307,6 +309,7 @@ class ModelCheckpoint(Checkpoint):
         Decided on rank 0, which alone writes (and sees) the files, and broadcast: every rank calls this."""
         path = self.format_checkpoint_name(metrics, filename)
         if trainer.is_global_zero:
+            self._lock_folder(trainer)  # held until this save point's files are written
             ver = self.STARTING_VERSION
             while self._enable_version_counter and os.path.exists(path) and not (path == reusable and
                                                                                  self._still_ours(path)):
@@ -344,14 +347,25 @@ class ModelCheckpoint(Checkpoint):
             self._wrote.add(path)
 
     @contextlib.contextmanager
-    def _folder_locked(self, trainer: Any) -> Any:
-        """Rank 0 holds an exclusive lock on ``dirpath`` while it chooses a name and writes: another run saving
-        into the same folder waits, so a name checked free is still free when the file is renamed into place."""
-        if not trainer.is_global_zero or self.dirpath is None:
-            yield
+    def _save_point(self) -> Any:
+        """The span of one save point: a folder lock taken in it (``_lock_folder``) is released at its end."""
+        with contextlib.ExitStack() as stack:
+            self._lock_stack = stack
+            try:
+                yield
+            finally:
+                self._lock_stack = None
+
+    def _lock_folder(self, trainer: Any) -> None:
+        """On rank 0, before a file name is chosen: hold an exclusive lock on ``dirpath`` until the save point
+        ends, so that another run saving into the same folder waits and a name checked free is still free
+        when the file is renamed into place. Taken only when a file is about to be written (it creates the
+        folder)."""
+        stack = self._lock_stack
+        if stack is None or not trainer.is_global_zero or self.dirpath is None:
             return
-        with _folder_lock(self.dirpath):
-            yield
+        self._lock_stack = None  # once per save point
+        stack.enter_context(_folder_lock(self.dirpath))
 
     # --- saving ------------------------------------------------------------------------------------------
     def _should_skip(self, trainer: Any) -> bool:
@@ -370,7 +384,7 @@ class ModelCheckpoint(Checkpoint):
         self._written = ""  # the top-k file this save point writes, if any: what last.ckpt links to
         if not (top_k and self.save_top_k != 0) and not self.save_last:
             return
-        with self._folder_locked(trainer):
+        with self._save_point():
             if top_k and self.save_top_k != 0:
                 if self.monitor is None:
                     self._save_latest(trainer, metrics)
