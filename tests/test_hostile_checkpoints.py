@@ -371,3 +371,13 @@ def test_fit_resume_honours_strict_loading(saved):
     strict.strict_loading = True
     with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "head.weight"'):
         _fit(saved.parent, max_epochs=2, model=strict, ckpt_path=str(extra), enable_checkpointing=False)
+
+
+def test_validate_with_ckpt_path_honours_strict_loading(saved):
+    extra = _rewrite(saved / "epoch=1-step=11.ckpt", saved / "extra.ckpt",
+                     lambda c: c["state_dict"].__setitem__("ghost.weight", torch.zeros(1)))
+    model = Loose()
+    trainer = ember.Trainer(enable_checkpointing=False, **QUIET)
+    trainer.validate(model, random_loader(), ckpt_path=str(extra), verbose=False)
+    saved_weight = torch.load(extra, weights_only=True)["state_dict"]["layer.weight"]
+    assert torch.equal(model.layer.weight, saved_weight)

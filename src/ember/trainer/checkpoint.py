@@ -227,9 +227,12 @@ def _other_checkpoints(path: Path, limit: int = 5) -> str:
     return f"; other checkpoints in {folder}, newest first: {names}"
 
 
-def load_weights(module: Any, checkpoint: dict, path: Any, strict: bool = True, strategy: Any = None) -> None:
+def load_weights(module: Any, checkpoint: dict, path: Any, strict: Optional[bool] = None, strategy: Any = None) -> None:
     """``on_load_checkpoint``, then the checkpoint's ``state_dict`` into ``module`` (through ``strategy``, which
-    scatters it for a sharded model)."""
+    scatters it for a sharded model). ``strict=None``: the module's ``strict_loading`` (True unless it set it),
+    as Lightning's ``fit/validate/test/predict(ckpt_path=...)``."""
+    if strict is None:
+        strict = getattr(module, "strict_loading", True)
     if "state_dict" not in checkpoint:
         raise KeyError(
             f"{path} has no 'state_dict' entry (found keys: {sorted(checkpoint)}); it is not a checkpoint written "
@@ -333,7 +336,7 @@ def restore_training_state(trainer: Any, checkpoint: dict, path: Any) -> None:
     saved_opts = checkpoint["optimizer_states"]
     _check_optimizer_classes(path, loops.get("ember_optimizer_classes"), saved_opts, trainer.optimizers)
     module = trainer.lightning_module
-    load_weights(module, checkpoint, path, strict=getattr(module, "strict_loading", True), strategy=trainer.strategy)
+    load_weights(module, checkpoint, path, strategy=trainer.strategy)  # strict: the module's strict_loading
     callback_states = checkpoint.get("callbacks", {})
     for cb in trainer.callbacks:
         if cb.state_key in callback_states:
