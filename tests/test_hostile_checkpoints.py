@@ -102,7 +102,8 @@ def test_epochs_past_max_epochs_are_refused_with_the_limit(saved):
     end_of_epoch = saved / "epoch=0-step=8.ckpt"  # epoch 0's batches all trained
     assert _fit(saved.parent, max_epochs=1, ckpt_path=str(end_of_epoch), enable_checkpointing=False).global_step == 8
     bad = _rewrite(end_of_epoch, saved / "hostile.ckpt", lambda c: c["loops"]["ember"].__setitem__("epoch", 7))
-    with pytest.raises(ValueError, match=r"7 finished epochs \(epoch=7, epoch_done=False\), past Trainer\(max_epochs=3\)"):
+    expected = r"7 finished epochs \(epoch=7, epoch_done=False\), past Trainer\(max_epochs=3\)"
+    with pytest.raises(ValueError, match=expected):
         _fit(saved.parent, max_epochs=3, ckpt_path=str(bad), enable_checkpointing=False)
 
 
@@ -340,8 +341,8 @@ def test_this_runs_own_files_are_still_replaced_without_a_warning(tmp_path, recw
     _fit(tmp_path, max_epochs=3, callbacks=[ModelCheckpoint(dirpath=folder, save_last=True),
                                             ModelCheckpoint(dirpath=folder, save_top_k=-1)])
     # the second callback takes -v1 beside the first one's files; the first replaces its own as it goes
-    assert sorted(os.listdir(folder)) == ["epoch=0-step=8-v1.ckpt", "epoch=1-step=16-v1.ckpt", "epoch=2-step=24-v1.ckpt",
-                                          "epoch=2-step=24.ckpt", "last.ckpt"]
+    assert sorted(os.listdir(folder)) == ["epoch=0-step=8-v1.ckpt", "epoch=1-step=16-v1.ckpt",
+                                          "epoch=2-step=24-v1.ckpt", "epoch=2-step=24.ckpt", "last.ckpt"]
     assert not [w for w in recwarn if "another run" in str(w.message)]
 
 

@@ -485,8 +485,9 @@ class ModelCheckpoint(Checkpoint):
 
     def _remove(self, trainer: Any, previous: str, current: str) -> None:
         """Delete ``previous`` (after ``current`` is written), on rank 0 only, unless it is the same file, the
-        checkpoint this fit resumed from, a file another run replaced, or a file outside ``dirpath``. A folder (a sharded checkpoint) is
-        removed with its contents; a symlink (``last.ckpt``) is removed, never what it points to."""
+        checkpoint this fit resumed from, a file another run replaced, or a file outside ``dirpath``. A folder
+        (a sharded checkpoint) is removed with its contents; a symlink (``last.ckpt``) is removed, never what it
+        points to."""
         if previous == current or not trainer.is_global_zero or not self._still_ours(previous):
             return  # ... or another run replaced it since this run wrote it: that file is theirs
         previous_abs = os.path.abspath(previous)
@@ -519,22 +520,20 @@ def _missing_metric_message(owner: str, monitor: str, logged: list, trainer: Any
 def _folder_lock(folder: str) -> Any:
     """An exclusive ``flock`` on the folder itself: no lock file to leave behind, and the lock goes when its
     process dies. Where there is none (Windows, some network file systems), saving proceeds unlocked."""
+    fd = None
     try:
         import fcntl
 
         os.makedirs(folder, exist_ok=True)
         fd = os.open(folder, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
     except (ImportError, OSError):
-        yield  # an unwritable folder: the save itself raises the error that names it
-        return
+        pass  # no flock here, or an unwritable folder (the save itself then raises the error that names it)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass  # a file system without locks: as unlocked
         yield
     finally:
-        os.close(fd)  # releases the lock
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def _remove_checkpoint(path: str) -> None:

@@ -197,9 +197,8 @@ def _corrupt(path: Path, error: BaseException) -> RuntimeError:
     what = "is empty (0 bytes)" if size == 0 else f"is incomplete or corrupt ({size} bytes)"
     return RuntimeError(
         f"Checkpoint {path} {what}: torch.load could not read it ({type(error).__name__}: {_gist(error)}). "
-        "It was cut short (a copy or download that "
-        "did not finish, a full disk) or is not a checkpoint. Resume from an earlier checkpoint"
-        f"{_other_checkpoints(path)}."
+        "It was cut short (a copy or download that did not finish, a full disk) or is not a checkpoint. "
+        f"Resume from an earlier checkpoint{_other_checkpoints(path)}."
     )
 
 
@@ -314,7 +313,7 @@ def restore_training_state(trainer: Any, checkpoint: dict, path: Any) -> None:
     """Load a checkpoint into the running fit: weights, callbacks, optimizers, schedulers, data, progress.
 
     What this run cannot continue from is refused first, before anything is loaded: counters out of range for
-    this run's data and limits, another optimizer or scheduler class, another number of them.
+    this run's data and limits, another number of optimizers, another optimizer class.
     Callbacks come before optimizers, as in Lightning: one that changed the optimizer (a finetuning callback
     adding a param group) rebuilds that in ``on_load_checkpoint`` so the optimizer's state fits; the optimizers'
     param-group layout is compared after that, right before their state loads.
