@@ -186,3 +186,11 @@ def test_mlflow_experiment_created_by_another_run_first_is_joined(monkeypatch):
             return type("Experiment", (), {"experiment_id": "7"})()
 
     assert _create_experiment(RemoteStore(), "shared", None) == "7"
+
+
+def test_a_save_dir_that_is_a_file_is_named_in_the_error(tmp_path):
+    blocker = tmp_path / "logs"
+    blocker.write_text("a file where the logs should go")
+    with pytest.raises(OSError, match=r"CSVLogger could not create a version_N folder in .*logs.*choose a save_dir"):
+        CSVLogger(blocker).version
+    assert blocker.read_text() == "a file where the logs should go"

@@ -36,7 +36,13 @@ class _VersionedLogger(Logger):
         other ranks create nothing and are given rank 0's number by the Trainer."""
         if self._version is None:
             if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
-                self._version = claim_numbered_folder(self.root_dir, "version_")
+                try:
+                    self._version = claim_numbered_folder(self.root_dir, "version_")
+                except OSError as error:
+                    raise type(error)(error.errno, (
+                        f"{type(self).__name__} could not create a version_N folder in {self.root_dir} "
+                        f"({error.strerror}: {error.filename}); choose a save_dir (and name) where folders can be "
+                        "created, or pass version= to use an existing folder.")) from error
             else:
                 self._version = next_number(self.root_dir, "version_")
         return self._version
