@@ -219,7 +219,8 @@ class FailingModel(BoringModel):
 
 def test_on_exception_checkpoint_saves_where_the_run_failed(tmp_path):
     cb = OnExceptionCheckpoint(dirpath=tmp_path / "ckpts")
-    trainer = make_trainer(tmp_path, max_epochs=2, logger=False, callbacks=[cb])
+    # a Checkpoint callback needs enable_checkpointing=True (as in Lightning) and replaces the default ModelCheckpoint
+    trainer = make_trainer(tmp_path, max_epochs=2, logger=False, callbacks=[cb], enable_checkpointing=True)
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(FailingModel(), random_loader())
     assert cb.ckpt_path == str(tmp_path / "ckpts" / "on_exception.ckpt")
@@ -227,7 +228,7 @@ def test_on_exception_checkpoint_saves_where_the_run_failed(tmp_path):
     assert checkpoint["global_step"] == 3
 
     # resuming from it with a run that finishes removes it, as Lightning does
-    trainer = make_trainer(tmp_path, max_epochs=1, logger=False, callbacks=[cb])
+    trainer = make_trainer(tmp_path, max_epochs=1, logger=False, callbacks=[cb], enable_checkpointing=True)
     trainer.fit(BoringModel(), random_loader(), ckpt_path=cb.ckpt_path)
     assert trainer.global_step == 8 and not os.path.exists(cb.ckpt_path)
     with pytest.raises(ValueError, match="filename cannot be empty"):
