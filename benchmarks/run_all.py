@@ -128,9 +128,10 @@ def execute_here(command: list) -> tuple:
     """(exit code, output) of one script run in this interpreter as ``python script args`` would run it."""
     shown = " ".join(os.path.relpath(c) if c.startswith(HERE) else c for c in command[1:])
     out = io.StringIO()
-    argv, path, code = sys.argv, list(sys.path), 0
+    argv, path, cwd, code = sys.argv, list(sys.path), os.getcwd(), 0
     sys.argv = command[1:]
     sys.path.insert(0, HERE)
+    os.chdir(os.path.dirname(HERE))  # where execute() runs a script
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             try:
@@ -144,6 +145,7 @@ def execute_here(command: list) -> tuple:
                 code = 1
     finally:
         sys.argv, sys.path[:] = argv, path
+        os.chdir(cwd)
     text = out.getvalue()
     print(f"\n$ {shown}\n" + "".join("    " + line for line in text.splitlines(keepends=True)), end="", flush=True)
     return code, text
