@@ -167,10 +167,12 @@ def test_rank_zero_writes_each_file_once_and_notifies_its_loggers(tmp_path, rest
     ckpt = ModelCheckpoint(monitor="val_loss", save_top_k=2, filename="{epoch}")
     _fit(tmp_path, strategy, [ckpt], loggers, enable_progress_bar=False, enable_model_summary=False)
     files = _files(tmp_path / "lightning_logs")
+    # as in Lightning, two loggers in one folder take a version each; checkpoints go to the first one's
     assert len([f for f in files if "tfevents" in f]) == 1
     assert sorted(f for f in files if "tfevents" not in f) == [
         "version_0", "version_0/checkpoints", "version_0/checkpoints/epoch=0.ckpt",
-        "version_0/checkpoints/epoch=1.ckpt", "version_0/hparams.yaml", "version_0/metrics.csv"]
+        "version_0/checkpoints/epoch=1.ckpt", "version_0/hparams.yaml", "version_0/metrics.csv",
+        "version_1", "version_1/hparams.yaml"]
     assert recording.calls.count("after_save_checkpoint") == 2
     assert "log_metrics" in recording.calls and "log_hyperparams" in recording.calls
 
@@ -429,11 +431,11 @@ def test_two_processes_write_one_set_of_files(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
     logs = root / "lightning_logs"
-    assert os.listdir(logs) == ["version_0"]
+    assert sorted(os.listdir(logs)) == ["version_0", "version_1"]  # a version per logger, as in Lightning
     version = logs / "version_0"
-    assert len([f for f in os.listdir(version) if f.startswith("events.out.tfevents")]) == 1
-    assert sorted(f for f in os.listdir(version) if not f.startswith("events")) == [
-        "checkpoints", "hparams.yaml", "metrics.csv"]
+    assert sorted(os.listdir(version)) == ["checkpoints", "hparams.yaml", "metrics.csv"]
+    tensorboard = os.listdir(logs / "version_1")
+    assert len([f for f in tensorboard if f.startswith("events.out.tfevents")]) == 1 and "hparams.yaml" in tensorboard
     checkpoints = sorted(os.listdir(version / "checkpoints"))
     assert len(checkpoints) == 2 and [c.split("-")[0] for c in checkpoints] == ["epoch=0", "epoch=1"]
 
