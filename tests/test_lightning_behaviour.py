@@ -404,3 +404,123 @@ def test_validation_as_training_stops_follows_lightning(trainer_kwargs, mode, at
     trainer = ember.Trainer(max_epochs=3, num_sanity_val_steps=0, **kwargs, **trainer_kwargs)
     trainer.fit(model, loader, DataLoader(TensorDataset(torch.randn(2, 4)), batch_size=1))
     assert " ".join(model.events) == expected
+
+
+# --- the global random generator: the same draws as Lightning, at the same points ------------------------------
+class Draws(ember.LightningModule):
+    """Records at each hook how many draws (one int64 each: what a DataLoader iterator takes for its base seed, and a
+    RandomSampler for its seed) the global torch generator has made since ``start_counting``."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+        self.events: list = []
+        self.reference: list = []
+
+    def start_counting(self):
+        state = torch.get_rng_state()
+        for _ in range(40):
+            self.reference.append(torch.get_rng_state())
+            torch.empty((), dtype=torch.int64).random_()
+        torch.set_rng_state(state)
+
+    def _record(self, name):
+        state = torch.get_rng_state()
+        k = next((i for i, r in enumerate(self.reference) if torch.equal(r, state)), "?")
+        self.events.append(f"{name}:{k}")
+
+    def on_fit_start(self):
+        self._record("fit_start")
+
+    def on_train_start(self):
+        self._record("train_start")
+
+    def on_train_epoch_start(self):
+        self._record("epoch_start")
+
+    def on_validation_start(self):
+        self._record("val_start")
+
+    def on_validation_end(self):
+        self._record("val_end")
+
+    def on_train_epoch_end(self):
+        self._record("epoch_end")
+
+    def on_train_end(self):
+        self._record("train_end")
+
+    def on_test_start(self):
+        self._record("test_start")
+
+    def on_test_end(self):
+        self._record("test_end")
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("v", self.layer(batch[0]).sum())
+
+    def test_step(self, batch, batch_idx):
+        self.log("t", self.layer(batch[0]).sum())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+# Recorded once with pytorch_lightning 2.6.6 running this module (the same script, `import pytorch_lightning as pl`):
+# the draws seen at each hook, and the next torch.rand(1) after the run. The sanity check runs with the generators
+# isolated (restored after it); each loader's iterator is made where Lightning makes it (the first training one
+# before on_train_start, evaluation ones before on_validation_start/on_test_start); a reloaded training loader
+# costs one more draw (Lightning makes an iterator when it reloads, then the epoch's).
+_LIGHTNING_DRAWS = [
+    ("fit", "fit_start:0 val_start:1 val_end:1 train_start:1 epoch_start:1 val_start:3 val_end:3 epoch_end:3 "
+            "epoch_start:3 val_start:6 val_end:6 epoch_end:6 train_end:6", 0.800011396408081),
+    ("fit_no_sanity", "fit_start:0 train_start:1 epoch_start:1 val_start:3 val_end:3 epoch_end:3 epoch_start:3 "
+                      "val_start:6 val_end:6 epoch_end:6 train_end:6", 0.800011396408081),
+    ("fit_then_test", "fit_start:0 val_start:1 val_end:1 train_start:1 epoch_start:1 val_start:3 val_end:3 "
+                      "epoch_end:3 epoch_start:3 val_start:6 val_end:6 epoch_end:6 train_end:6 test_start:7 "
+                      "test_end:7", 0.28226858377456665),
+    ("validate", "val_start:1 val_end:1", 0.8964447379112244),
+    ("reload", "fit_start:0 train_start:1 epoch_start:1 val_start:3 val_end:3 epoch_end:3 epoch_start:4 val_start:7 "
+               "val_end:7 epoch_end:7 train_end:7", 0.28226858377456665),
+]
+
+
+@pytest.mark.parametrize("scenario, events, next_rand", _LIGHTNING_DRAWS, ids=[s[0] for s in _LIGHTNING_DRAWS])
+def test_global_random_draws_are_lightnings(trainer_kwargs, scenario, events, next_rand):
+    torch.manual_seed(0)
+    x = torch.randn(12, 4, generator=torch.Generator().manual_seed(1))
+    train = DataLoader(TensorDataset(x), batch_size=4, shuffle=True)
+    val = DataLoader(TensorDataset(x[:8]), batch_size=4)
+    model = Draws()
+    model.start_counting()
+    if scenario == "fit":
+        ember.Trainer(max_epochs=2, **trainer_kwargs).fit(model, train, val)
+    elif scenario == "fit_no_sanity":
+        ember.Trainer(max_epochs=2, num_sanity_val_steps=0, **trainer_kwargs).fit(model, train, val)
+    elif scenario == "fit_then_test":
+        trainer = ember.Trainer(max_epochs=2, **trainer_kwargs)
+        trainer.fit(model, train, val)
+        trainer.test(model, val, verbose=False)
+    elif scenario == "validate":
+        ember.Trainer(max_epochs=2, **trainer_kwargs).validate(model, val, verbose=False)
+    else:
+        ember.Trainer(max_epochs=2, reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
+                      **trainer_kwargs).fit(model, train, val)
+    assert " ".join(model.events) == events
+    assert torch.rand(1).item() == pytest.approx(next_rand, abs=0, rel=0)
+
+
+def test_limited_evaluation_fetches_no_batch_past_the_limit(trainer_kwargs):
+    fetched = []
+
+    class Counted(TensorDataset):
+        def __getitem__(self, i):
+            fetched.append(i)
+            return super().__getitem__(i)
+
+    val = DataLoader(Counted(torch.randn(16, 32), torch.randn(16, 2)), batch_size=4)
+    ember.Trainer(limit_val_batches=2, **trainer_kwargs).validate(BoringModel(), val, verbose=False)
+    assert fetched == list(range(8))

@@ -26,19 +26,29 @@ def run_fit(trainer: Any) -> None:
     """on_train_start, epochs until a stopping rule says done, on_train_end."""
     hooks = trainer._hooks
     progress = trainer._progress
-    hooks.call("on_train_start")
-    if trainer.num_training_batches == 0:  # limit_train_batches=0: training is switched off
-        hooks.call("on_train_end")
+    if trainer.num_training_batches == 0:  # limit_train_batches=0: as Lightning, no training and no training hooks
         return
+    first = None
+    if not trainer._resumed:
+        # As Lightning: the first epoch's iterator is made before on_train_start (a DataLoader's iterator draws its
+        # base seed from the global generator, so what is drawn after fit matches Lightning's). A resumed run makes
+        # it after on_train_epoch_start, as every later epoch does, so that it continues an uninterrupted run exactly.
+        loader = trainer._train_loader_for_epoch()
+        first = (loader, _epoch_iterator(loader, progress))
+    done = _fit_done(trainer)
+    if done and trainer._signals.received is None:
+        return  # as Lightning: nothing left to train (max_epochs/max_steps reached) runs no training hooks
+    hooks.call("on_train_start")
     if progress.batch_idx == 0:
         progress.restore_rng()  # a resumed run continues the random streams exactly where the checkpoint left them
     while True:
-        done = _fit_done(trainer)
         if trainer._signals.received is not None:
             stop_for_signal(trainer)  # SIGTERM/SIGUSR1/SIGINT: last.ckpt, then leave fit
         if done:
             break
-        run_train_epoch(trainer)
+        run_train_epoch(trainer, first)
+        first = None
+        done = _fit_done(trainer)
     hooks.call("on_train_end")
 
 
@@ -80,12 +90,13 @@ def _stop_granted(trainer: Any) -> bool:
     return p.epoch >= (trainer.min_epochs or 0) and p.optimizer_steps >= (trainer.min_steps or 0)
 
 
-def run_train_epoch(trainer: Any) -> None:
+def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
+    """One training epoch; ``first``: (loader, iterator) when run_fit made the iterator already."""
     t = trainer
     p = t._progress
     module = t.lightning_module
     hooks = t._hooks
-    loader = t._train_loader_for_epoch()
+    loader = t._train_loader_for_epoch() if first is None else first[0]
     results = t._train_results = Results("train", distributed=t.world_size > 1)
     module._log_store = results  # the module's train/eval modes are the user's: ember does not call .train()
     hooks.call("on_train_epoch_start")
@@ -114,7 +125,7 @@ def run_train_epoch(trainer: Any) -> None:
     ended = None  # why the loop left the epoch early: 'skip', 'max_steps', 'stop' or 'signal'
     batch = _NO_BATCH
 
-    batches = _epoch_iterator(loader, p)
+    batches = _epoch_iterator(loader, p) if first is None else first[1]
     batch_idx = p.batch_idx
     if t._resumed_train_metrics is not None:  # resumed mid-epoch: the epoch's metric sums so far
         results.load_state_dict(t._resumed_train_metrics)
@@ -519,6 +530,9 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     hooks = t._hooks
     prefix = _PREFIX[stage]
     sanity = stage == "sanity"
+    total = sum(limits)
+    if total == 0 and stage != "predict":
+        return []  # as Lightning: no batch to run (limit_*_batches=0), no hooks
     multi = len(loaders) > 1
     results = Results("validate" if sanity else stage, num_dataloaders=len(loaders), distributed=t.world_size > 1)
     module._log_store = results  # self.log in predict_step raises: there is nowhere to report it
@@ -536,16 +550,25 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
         t._eval_results = results  # callback_metrics and friends show its values while it runs
     batch_start, batch_end = hooks.caller(f"on_{prefix}_batch_start"), hooks.caller(f"on_{prefix}_batch_end")
     module_dict, step_name = module.__dict__, f"{prefix}_step"  # written per batch: self.log's defaults follow it
+    # As Lightning, the first dataloader's iterator is made before the hooks, each next one when the previous is
+    # done, none after the last batch; no batch past a limit is fetched. (Each DataLoader iterator draws a base
+    # seed from the global generator: the same iterators at the same points keep the random streams Lightning's.)
+    # Predict makes its first iterator after on_predict_start: BasePredictionWriter swaps in a batch sampler there.
+    iterator = iter(loaders[0]) if loaders and stage != "predict" else None
+    fetched = 0
     try:
         with no_grad:
             hooks.call(f"on_{prefix}_start")
             hooks.call(f"on_{prefix}_epoch_start")
             for dl_idx, loader in enumerate(loaders):
+                if dl_idx and fetched >= total:
+                    break
+                if dl_idx or iterator is None:
+                    iterator = iter(loader)
                 extra = (dl_idx,) if multi else ()
                 limit = limits[dl_idx]
-                for batch_idx, batch in enumerate(loader):
-                    if batch_idx >= limit:
-                        break
+                for batch_idx, batch in zip(range(limit) if limit != math.inf else itertools.count(), iterator):
+                    fetched += 1
                     if t._transfer_batch is not None:
                         batch = t._transfer_batch(batch, dl_idx)
                     results.set_batch(batch, dl_idx)

@@ -31,7 +31,7 @@ from ember.trainer import loops
 from ember.trainer.hooks import HookRunner
 from ember.trainer.metrics import Results, to_float
 from ember.trainer.optim import LightningOptimizer, parse_configure_optimizers
-from ember.trainer.progress import Progress
+from ember.trainer.progress import Progress, rng_state, set_rng_state
 from ember.trainer.signals import SignalCatcher, shield_workers
 from ember.utilities.warnings import PossibleUserWarning
 
@@ -217,6 +217,7 @@ class Trainer:
         self._warned_shared_names = False  # "the same name logged in training and validation": once per fit
         self._warned_empty_epoch = False  # "the training DataLoader yielded no batch": once per fit
         self._resumed_train_metrics: Optional[dict] = None
+        self._resumed = False  # this fit continues a checkpoint
 
     # --- the four entry points ------------------------------------------------------------------------
     def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
@@ -243,6 +244,7 @@ class Trainer:
             self._warn_about_fit_config(module)
             self._configure_optimizers(module)
             resume_from = self._resolve_ckpt_path(ckpt_path)
+            self._resumed = resume_from is not None
             if resume_from is not None:
                 _ckpt.restore_training_state(self, self._read_checkpoint(resume_from, weights_only), resume_from)
                 self.ckpt_path = str(resume_from)
@@ -464,7 +466,15 @@ class Trainer:
     def _run_sanity_check(self) -> None:
         if not self._val_enabled or self.num_sanity_val_steps == 0:
             return
-        n = self.num_sanity_val_steps
+        # As Lightning: the global random generators (torch, CUDA, NumPy, random) are as they were before it, so a
+        # run trains exactly as with num_sanity_val_steps=0 (its DataLoader iterators draw seeds from them)
+        state = rng_state()
+        try:
+            self._sanity_check(self.num_sanity_val_steps)
+        finally:
+            set_rng_state(state)
+
+    def _sanity_check(self, n: int) -> None:
         limits = [b if n == -1 else min(b, n) for b in self.num_val_batches]
         self.num_sanity_val_batches = limits
         self.sanity_checking = True
@@ -516,6 +526,7 @@ class Trainer:
         epoch = self._progress.epoch
         if n and epoch > 0 and epoch % n == 0:
             self._set_train_loader(self._sources["train"]())
+            _draw_base_seed(self.train_dataloader)
             if self._sources.get("validate") is not None:
                 self._resolve_eval_data("validate", None, self.lightning_module, reuse=True)
         loader = self.train_dataloader
@@ -1089,6 +1100,16 @@ def _num_batches(loader: Any, limit: Union[int, float, None], name: str) -> Unio
     if n == 0 and limit > 0:
         raise ValueError(f"Trainer({name}={limit}) keeps 0 of the {length} batches; use a larger fraction or an int.")
     return n
+
+
+def _draw_base_seed(loader: Any) -> None:
+    """What making a DataLoader iterator takes from the random generators (its base seed), without making one.
+    Lightning makes an iterator for a reloaded training DataLoader when it reloads it, then the epoch's own: ember
+    makes only the second, and draws here what the first would have drawn, so the streams stay Lightning's."""
+    from torch.utils.data import DataLoader
+
+    if isinstance(loader, DataLoader):
+        torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
 
 
 def _without_shuffle(loader: Any) -> Any:
