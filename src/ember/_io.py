@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any, Callable, Iterator, TextIO, Union
 
-__all__ = ["atomic_write_text", "claim_numbered_folder", "exclusive_lock"]
+__all__ = ["atomic_write_text", "claim_numbered_folder", "exclusive_lock", "new_temp_file"]
 
 
 def atomic_write_text(path: Union[str, os.PathLike], write: Callable[[TextIO], Any]) -> None:
@@ -30,14 +30,7 @@ def atomic_write_text(path: Union[str, os.PathLike], write: Callable[[TextIO], A
     """
     path = os.fspath(path)
     folder, name = os.path.split(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    while True:  # a random name, created exclusively: never another writer's temporary file
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
+    fd, tmp = new_temp_file(folder, f".{name}.{os.getpid()}.")
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             write(f)
@@ -48,6 +41,21 @@ def atomic_write_text(path: Union[str, os.PathLike], write: Callable[[TextIO], A
         except FileNotFoundError:
             pass
         raise
+
+
+def new_temp_file(folder: Union[str, os.PathLike], prefix: str) -> tuple:
+    """``(fd, path)`` of a new file ``{prefix}{random}.tmp`` in ``folder``, opened for writing.
+
+    Created exclusively (never another writer's temporary file) with mode ``0o666``, which the kernel reduces by
+    the umask: the permissions ``open()`` gives, without reading or changing the umask.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(os.fspath(folder), f"{prefix}{os.urandom(4).hex()}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def claim_numbered_folder(root: Union[str, os.PathLike], prefix: str = "version_") -> int:

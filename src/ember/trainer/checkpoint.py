@@ -6,13 +6,13 @@ import math
 import os
 import pickle
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 
 from ember.__about__ import __version__
+from ember._io import new_temp_file
 
 # Lightning reads this key to decide how to migrate a checkpoint; naming a release whose format we
 # follow lets `pytorch_lightning` load ember's `state_dict` and hyper-parameters without migration.
@@ -28,15 +28,11 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> None:
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_TMP_MARK}{os.getpid()}@{_host()}.",
-                                   suffix=".tmp", dir=folder)
+        fd, tmp = new_temp_file(folder, f".{path.name}.{_TMP_MARK}{os.getpid()}@{_host()}.")  # 0o666 less umask
     except OSError as e:
         raise OSError(f"Cannot write checkpoint {path}: the folder {folder} is not writable ({e}). "
                       "Choose another `dirpath`/`default_root_dir` or fix its permissions.") from e
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint gets the permissions torch.save gives
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
