@@ -8,6 +8,7 @@ import os
 import stat
 
 import pytest
+import torch
 
 import ember._io
 from ember.loggers import CSVLogger
@@ -134,6 +135,10 @@ def test_logger_files_get_the_permissions_the_umask_allows(tmp_path, umask, expe
             files.append(os.path.join(tensorboard.log_dir, "hparams.yaml"))
         except ModuleNotFoundError:
             pass
+        from ember.trainer.checkpoint import atomic_save
+
+        atomic_save({"w": torch.zeros(1)}, os.path.join(tmp_path, "model.ckpt"))  # a checkpoint: the same rule
+        files.append(os.path.join(tmp_path, "model.ckpt"))
     finally:
         os.umask(old)
     assert {os.path.basename(f) + oct(_mode(f)) for f in files} == {os.path.basename(f) + oct(expected) for f in files}
