@@ -203,3 +203,21 @@ def test_an_iterable_dataset_that_yields_nothing_warns_once(trainer_kwargs):
         trainer.fit(BoringModel(), DataLoader(NothingToYield(), batch_size=8))
     assert sum("yielded no batch" in str(w.message) for w in record) == 1
     assert trainer.global_step == 0
+
+
+# --- several evaluation loaders and the step's signature (Lightning's messages) -----------------------------------
+def test_several_val_loaders_need_a_dataloader_idx_argument(trainer_kwargs):
+    trainer = ember.Trainer(max_epochs=1, **trainer_kwargs)
+    with pytest.raises(RuntimeError, match=r"You provided multiple `val_dataloader`, but no `dataloader_idx` argument "
+                                           r"in `BoringModel\.validation_step\(\)`\. Try adding `dataloader_idx=0`"):
+        trainer.fit(BoringModel(), random_loader(), [random_loader(), random_loader()])
+
+
+def test_one_test_loader_with_a_required_dataloader_idx_raises(trainer_kwargs):
+    class Required(BoringModel):
+        def test_step(self, batch, batch_idx, dataloader_idx):
+            return super().test_step(batch, batch_idx)
+
+    with pytest.raises(RuntimeError, match=r"only a single `test_dataloader`, but have included `dataloader_idx` in "
+                                           r"`Required\.test_step\(\)`.*`dataloader_idx=0`"):
+        ember.Trainer(**trainer_kwargs).test(Required(), random_loader(), verbose=False)

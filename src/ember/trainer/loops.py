@@ -426,6 +426,33 @@ def _nonfinite_loss(t: Any, loss: Tensor, batch_idx: int) -> str:
     )
 
 
+_LOADER_NAMES = {"validate": "val", "sanity": "val", "test": "test", "predict": "predict"}
+
+
+def _check_dataloader_idx(module: Any, stage: str, prefix: str, multi: bool) -> None:
+    """As Lightning: the step and the module's batch hooks take ``dataloader_idx`` when there are several loaders, and
+    give it a default when there is one (checked once per loop run, before any batch)."""
+    from ember.module import LightningModule
+    from ember._utils import is_overridden
+
+    kind = _LOADER_NAMES[stage]
+    for hook in (f"{prefix}_step", f"on_{prefix}_batch_start", f"on_{prefix}_batch_end"):
+        if hook != f"{prefix}_step" and not is_overridden(hook, module, LightningModule):
+            continue
+        try:
+            params = inspect.signature(getattr(module, hook)).parameters
+        except (TypeError, ValueError):
+            continue
+        has_idx = "dataloader_idx" in params or any(p.kind is p.VAR_POSITIONAL for p in params.values())
+        if multi and not has_idx:
+            raise RuntimeError(f"You provided multiple `{kind}_dataloader`, but no `dataloader_idx` argument in "
+                               f"`{type(module).__name__}.{hook}()`. Try adding `dataloader_idx=0` to its signature.")
+        if not multi and "dataloader_idx" in params and params["dataloader_idx"].default is inspect.Parameter.empty:
+            raise RuntimeError(f"You provided only a single `{kind}_dataloader`, but have included `dataloader_idx` "
+                               f"in `{type(module).__name__}.{hook}()`. Either remove the argument or give it a "
+                               "default value i.e. `dataloader_idx=0`.")
+
+
 def _warn_shared_names(t: Any, train: Results, validation: Results) -> None:
     """Once per fit: a name logged in both training and validation holds one value in callback_metrics and the
     loggers, whichever came last (a monitor of that name then reads either)."""
@@ -540,6 +567,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     # not while sanity checking
     log_steps = bool(t._loggers) and not sanity and stage != "predict"
     predictions: list = [[] for _ in loaders]
+    _check_dataloader_idx(module, stage, prefix, multi)
     step = adapt_step(getattr(module, f"{prefix}_step"))
     was_training = {m: m.training for m in module.modules()}
     module.eval()
