@@ -51,26 +51,9 @@ THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # (program, mode) -> the gap in ember that makes it fail, as seen at the last run of this corpus. xfail(strict):
 # when ember closes the gap the test passes, pytest reports XPASS as a failure, and the entry must go.
-_SANITY_RNG = (
-    "ember's sanity check advances the global RNG (each DataLoader iterator draws a base seed); Lightning runs it "
-    "inside isolate_rng() (Trainer._run_stage), so shuffling, dropout, noise and random_split afterwards differ. "
-    "With num_sanity_val_steps=0 forced in both, this program matches Lightning bit for bit."
-)
-XFAIL: dict[tuple[str, str], str] = {
-    (name, mode): _SANITY_RNG
-    for name in (
-        "tutorial_basic_gan",
-        "tutorial_cifar10_baseline",
-        "tutorial_datamodules",
-        "uvadlc_autoencoder",
-        "uvadlc_resnet",
-        "hydra_template_mnist",
-    )
-    for mode in MODES
-}
-XFAIL.update(
-    {("lightning_transformer", mode): _SANITY_RNG.replace("bit for bit", "within TOLERANCE") for mode in MODES}
-)
+XFAIL: dict[tuple[str, str], str] = {}
+# History: until fe42232 every program with a validation loop and later random draws failed here, because ember's
+# sanity check advanced the global RNG where Lightning runs it inside isolate_rng().
 
 # Programs where ember differs from Lightning by design (docs/migration.md names the difference and why): a
 # wider relative tolerance, sized from the difference measured with every other gap removed, and the reason.
