@@ -37,14 +37,15 @@ def _calls(profiler: SimpleProfiler, suffix: str) -> int:
 
 # --- without the Trainer: instrument() applied by hand for part of a run -------------------------------------
 class _InstrumentDuringTraining(ember.Callback):
-    """Instruments at on_train_start and undoes at on_train_end, as ``profiling()`` does around a run."""
+    """Instruments at on_fit_start (before the first training iterator is made, as in Lightning before
+    on_train_start) and undoes at on_train_end, as ``profiling()`` does around a run."""
 
     def __init__(self, profiler: Profiler) -> None:
         self.profiler = profiler
         self.undo = None
         self.wrapped_inside = None
 
-    def on_train_start(self, trainer, pl_module):
+    def on_fit_start(self, trainer, pl_module):
         self.undo = instrument(trainer, self.profiler)
         self.wrapped_inside = "backward" in vars(pl_module)
 
