@@ -113,6 +113,21 @@ def test_a_mid_epoch_checkpoint_resumed_on_shorter_data_is_refused(saved):
         trainer.fit(BoringModel(), random_loader(), ckpt_path=str(saved / "epoch=1-step=11.ckpt"))
 
 
+def test_a_mid_epoch_checkpoint_resumed_on_iterable_data_that_ends_sooner_is_refused(saved):
+    """An iterable dataset has no length to check at restore: the fast-forward itself stops at its end."""
+    class TwoBatches(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            g = torch.Generator().manual_seed(0)
+            return iter([(torch.randn(8, 32, generator=g), torch.randn(8, 2, generator=g)) for _ in range(2)])
+
+    loader = torch.utils.data.DataLoader(TwoBatches(), batch_size=None)
+    trainer = ember.Trainer(max_epochs=3, enable_checkpointing=False, **QUIET)
+    with pytest.warns(UserWarning, match="Resuming mid-epoch on a loader without a sampler"), \
+            pytest.raises(ValueError, match=r"resumes at batch_idx=3 of its epoch, but this training data ended "
+                                            r"after 2 batches"):
+        trainer.fit(BoringModel(), loader, ckpt_path=str(saved / "epoch=1-step=11.ckpt"))
+
+
 # --- 2. another optimizer ----------------------------------------------------------------------------
 class AdamModel(BoringModel):
     def configure_optimizers(self):

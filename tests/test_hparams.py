@@ -622,3 +622,46 @@ def test_hparams_to_log_merges_the_initial_values_of_module_and_datamodule():
         hparams_to_log(Tagged(weights=weights), TaggedData(weights=torch.ones(2)))  # another tensor, as Lightning
     with pytest.raises(RuntimeError, match=r"\['batch_size'\]"):
         hparams_to_log(model, TaggedData(batch_size=4.0))  # another type
+
+
+# --- what the Trainer logs ----------------------------------------------------------------------------------
+class _LrModel(ember.LightningModule):
+    def __init__(self, lr: float = 0.1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = nn.Linear(32, 2)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.mse_loss(self.layer(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+class _LrData(ember.LightningDataModule):
+    def __init__(self, lr: float = 0.1, batch_size: int = 8):
+        super().__init__()
+        self.save_hyperparameters()
+
+    def train_dataloader(self):
+        return random_loader(batch_size=self.hparams.batch_size)
+
+
+def _fit_logged(tmp_path, model, datamodule):
+    logger = CSVLogger(tmp_path)
+    ember.Trainer(max_steps=2, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False).fit(model, datamodule=datamodule)
+    with open(os.path.join(logger.log_dir, "hparams.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def test_the_trainer_logs_the_initial_hyperparameters_of_module_and_datamodule(tmp_path):
+    model = _LrModel(lr=0.05)
+    model.hparams.lr = 0.5  # changed after saving: Lightning logs hparams_initial
+    assert _fit_logged(tmp_path, model, _LrData(lr=0.05, batch_size=4)) == {"lr": 0.05, "batch_size": 4}
+
+
+def test_one_name_with_different_values_in_module_and_datamodule_raises_lightnings_error(tmp_path):
+    with pytest.raises(RuntimeError, match=r"Error while merging hparams: the keys \['lr'\] are present in both"):
+        _fit_logged(tmp_path, _LrModel(lr=0.05), _LrData(lr=0.2))

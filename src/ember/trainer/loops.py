@@ -523,6 +523,9 @@ def _one_ahead(batches: Iterator) -> Iterator:
     yield True, current
 
 
+_EXHAUSTED = object()
+
+
 def _epoch_iterator(loader: Any, p: Any) -> Iterator:
     """The epoch's batches. After a mid-epoch resume: the same order as the interrupted epoch, from the
     batch after the last one trained, with the random streams as they were when the checkpoint was saved."""
@@ -537,8 +540,12 @@ def _epoch_iterator(loader: Any, p: Any) -> Iterator:
             "same sequence every time. Make it deterministic, or save checkpoints at epoch ends.", stacklevel=4)
     set_rng_state(p.epoch_start_rng)
     iterator = iter(loader)
-    for _ in range(p.batch_idx):  # fetched and dropped: the sampler's order is replayed exactly
-        next(iterator, None)
+    for skipped in range(p.batch_idx):  # fetched and dropped: the sampler's order is replayed exactly
+        if next(iterator, _EXHAUSTED) is _EXHAUSTED:  # a checkpoint past this data's end: never spin on an empty one
+            raise ValueError(
+                f"The checkpoint resumes at batch_idx={p.batch_idx} of its epoch, but this training data ended after "
+                f"{skipped} batches: the checkpoint belongs to other data, or is damaged. Resume from a checkpoint "
+                "saved at an epoch end, or with the data it was trained on.")
     p.restore_rng()
     return iterator
 

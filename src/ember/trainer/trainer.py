@@ -751,12 +751,12 @@ class Trainer:
         (unless ``save_hyperparameters(logger=False)``), then the model graph."""
         if not self._loggers or not self.enable_autolog_hparams:
             return
+        from ember._hparams import hparams_to_log
+
         dm = self.datamodule
         from_module = getattr(module, "_log_hyperparams", True)
         from_dm = dm is not None and getattr(dm, "_log_hyperparams", True)
-        params = dict(module.hparams) if from_module else {}
-        if from_dm:
-            params.update(dm.hparams)
+        params = hparams_to_log(module, dm)  # hparams_initial, merged; a clash between the two raises
         for lg in self._loggers:
             if from_module or from_dm:
                 lg.log_hyperparams(params)
