@@ -24,6 +24,8 @@ MODULE_HOOKS = [
     "on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad",
 ]
 CALLBACK_HOOKS = MODULE_HOOKS + ["on_sanity_check_start", "on_sanity_check_end"]
+MODULE_HOOKS += ["on_validation_model_eval", "on_validation_model_train", "on_test_model_eval", "on_test_model_train",
+                 "on_predict_model_eval"]  # the module's only: a callback has no such hooks
 
 
 def _stage(stage) -> str:
@@ -88,12 +90,14 @@ _TRAIN_BATCH = [
     "Callback.on_train_batch_end", "on_train_batch_end",
 ]
 _VALIDATION_RUN = [
+    "on_validation_model_eval",
     "Callback.on_validation_start", "on_validation_start",
     "Callback.on_validation_epoch_start", "on_validation_epoch_start",
     "Callback.on_validation_batch_start", "on_validation_batch_start", "validation_step",
     "Callback.on_validation_batch_end", "on_validation_batch_end",
     "Callback.on_validation_epoch_end", "on_validation_epoch_end",
     "Callback.on_validation_end", "on_validation_end",
+    "on_validation_model_train",
 ]
 LIGHTNING_FIT_ORDER = [
     "Callback.setup:fit", "setup:fit",
@@ -110,6 +114,7 @@ LIGHTNING_FIT_ORDER = [
 ]
 LIGHTNING_TEST_ORDER = [
     "Callback.setup:test", "setup:test",
+    "on_test_model_eval",
     "Callback.on_test_start", "on_test_start",
     "Callback.on_test_epoch_start", "on_test_epoch_start",
     "Callback.on_test_batch_start", "on_test_batch_start", "test_step",
@@ -118,10 +123,12 @@ LIGHTNING_TEST_ORDER = [
     "Callback.on_test_batch_end", "on_test_batch_end",
     "Callback.on_test_epoch_end", "on_test_epoch_end",
     "Callback.on_test_end", "on_test_end",
+    "on_test_model_train",
     "Callback.teardown:test", "teardown:test",
 ]
 LIGHTNING_PREDICT_ORDER = [
     "Callback.setup:predict", "setup:predict",
+    "on_predict_model_eval",
     "Callback.on_predict_start", "on_predict_start",
     "Callback.on_predict_epoch_start", "on_predict_epoch_start",
     "Callback.on_predict_batch_start", "on_predict_batch_start", "predict_step",
@@ -574,6 +581,76 @@ def test_submodule_in_eval_mode_stays_in_eval_mode(trainer_kwargs):
     trainer.fit(model, random_loader(n=8), random_loader(n=8))
     assert seen == [(True, False), (True, False)]
     assert model.backbone.training is False
+
+
+class DropoutModel(BoringModel):
+    """Dropout before the layer; validation_step and predict_step keep what the model computed."""
+
+    def __init__(self):
+        super().__init__()
+        self.dropout = torch.nn.Dropout(0.5)
+        self.outputs: list = []
+
+    def forward(self, x):
+        return self.layer(self.dropout(x))
+
+    def validation_step(self, batch, batch_idx):
+        self.outputs.append(self(batch[0]))
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch[0])
+
+
+class MCDropoutModel(DropoutModel):
+    """Monte Carlo dropout: dropout stays active while evaluating, the rest is in eval mode."""
+
+    def on_validation_model_eval(self):
+        self.eval()
+        self.dropout.train()
+
+    def on_predict_model_eval(self):
+        self.eval()
+        self.dropout.train()
+
+
+def test_on_validation_model_eval_override_keeps_dropout_active(trainer_kwargs):
+    loader = DataLoader(TensorDataset(torch.ones(8, 32).repeat(2, 1)), batch_size=8)  # the same batch twice
+    reference = DropoutModel()
+    expected = reference.layer(torch.ones(8, 32)).detach()  # eval mode: dropout does nothing
+
+    default = DropoutModel()
+    default.load_state_dict(reference.state_dict())
+    ember.Trainer(**trainer_kwargs).validate(default, loader, verbose=False)
+    assert all(torch.equal(out, expected) for out in default.outputs)
+    assert default.training and default.dropout.training  # the modes come back after validation
+
+    mc = MCDropoutModel()
+    mc.load_state_dict(reference.state_dict())
+    trainer = ember.Trainer(**trainer_kwargs)
+    trainer.validate(mc, loader, verbose=False)
+    first, second = mc.outputs
+    assert not torch.equal(first, second) and not torch.equal(first, expected)  # dropout was active
+    assert mc.training and mc.dropout.training  # restored by the default on_validation_model_train
+
+    mc.eval()
+    predictions = trainer.predict(mc, loader)
+    assert not torch.equal(predictions[0], predictions[1])  # on_predict_model_eval's override likewise
+    assert not mc.training and not mc.dropout.training  # predict gives back the modes it found
+
+
+def test_on_validation_model_train_override_decides_the_mode_after_validation(trainer_kwargs):
+    class Model(DropoutModel):
+        def on_validation_model_train(self):
+            self.train()
+            self.dropout.eval()  # e.g. train without dropout from here on
+
+    model = Model()
+    trainer = ember.Trainer(max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0, **trainer_kwargs)
+    trainer.fit(model, random_loader(n=8), random_loader(n=8))
+    assert model.training and not model.dropout.training
+    model.train()
+    trainer.test(model, random_loader(n=8), verbose=False)  # on_test_model_train is not overridden: modes restored
+    assert model.training and model.dropout.training
 
 
 def test_on_train_batch_end_outputs_are_lightnings_dict_for_whoever_reads_them(trainer_kwargs):

@@ -188,6 +188,108 @@ def test_step_interval_scheduler_steps_once_per_optimizer_step(trainer_kwargs):
     assert _lr(trainer) == pytest.approx(0.1 * 0.5 ** 4)
 
 
+class LRRecordingModel(MomentumModel):
+    """Records the learning rate each training_step runs with; ``configure_optimizers`` may also return a scheduler."""
+
+    def __init__(self, make_scheduler=None):
+        super().__init__()
+        self.make_scheduler = make_scheduler
+        self.lrs: list = []
+
+    def training_step(self, batch, batch_idx):
+        self.lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+        return super().training_step(batch, batch_idx)
+
+    def configure_optimizers(self):
+        optimizer = super().configure_optimizers()
+        if self.make_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.make_scheduler(optimizer), "interval": "step"}}
+
+
+def _halve_every_two_steps(optimizer):
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+
+
+def test_step_scheduler_added_by_a_callback_in_on_fit_start_is_stepped(trainer_kwargs):
+    # Lightning reads trainer.lr_scheduler_configs at every step: a scheduler a callback adds after
+    # configure_optimizers must drive the learning rate exactly as the same scheduler returned by configure_optimizers
+    from ember.utilities.types import LRSchedulerConfig
+
+    class AddScheduler(ember.Callback):
+        def on_fit_start(self, trainer, pl_module):
+            scheduler = _halve_every_two_steps(trainer.optimizers[0])
+            trainer.lr_scheduler_configs.append(LRSchedulerConfig(scheduler, interval="step"))
+
+    loader = random_loader(n=56, batch_size=8)  # 7 batches, 2 epochs: 14 steps
+    runs = {}
+    for name, make, callbacks in [("configured", _halve_every_two_steps, []), ("callback", None, [AddScheduler()])]:
+        torch.manual_seed(0)
+        model = LRRecordingModel(make)
+        init = copy.deepcopy(model.state_dict())
+        ember.Trainer(max_epochs=2, callbacks=callbacks, **trainer_kwargs).fit(model, loader)
+        runs[name] = model
+
+    net = torch.nn.Linear(32, 2)  # the same by hand
+    net.load_state_dict({k.removeprefix("layer."): v for k, v in init.items()})
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    scheduler = _halve_every_two_steps(optimizer)
+    lrs = []
+    for _ in range(2):
+        for x, y in loader:
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.zero_grad()
+            F.mse_loss(net(x), y).backward()
+            optimizer.step()
+            scheduler.step()
+
+    assert lrs[-1] == pytest.approx(0.1 * 0.5 ** 6)
+    for model in runs.values():
+        assert model.lrs == pytest.approx(lrs)
+        assert torch.equal(model.layer.weight, net.weight) and torch.equal(model.layer.bias, net.bias)
+
+
+def test_gradient_clip_val_set_by_a_callback_is_applied(trainer_kwargs):
+    class ClipFromNowOn(ember.Callback):
+        def on_fit_start(self, trainer, pl_module):
+            trainer.gradient_clip_val = 0.5
+
+    loader = random_loader(n=56, batch_size=8)
+    torch.manual_seed(0)
+    model = MomentumModel()
+    init = copy.deepcopy(model.state_dict())
+    ember.Trainer(max_epochs=1, callbacks=[ClipFromNowOn()], **trainer_kwargs).fit(model, loader)
+    expected, _ = _hand_written(init, loader, epochs=1, accumulate=1, clip_val=0.5, clip_algo="norm")
+    for key, value in expected.items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_gradient_accumulation_scheduler_changes_accumulation_mid_run(trainer_kwargs):
+    # epoch 0 steps every batch (the loop's direct step), epochs 1-2 accumulate 3 batches (the general step)
+    from ember.callbacks import GradientAccumulationScheduler
+
+    loader = random_loader(n=56, batch_size=8)  # 7 batches: steps 7, then 3 per epoch (3 + 3 + a partial 1)
+    torch.manual_seed(0)
+    model = MomentumModel()
+    init = copy.deepcopy(model.state_dict())
+    trainer = ember.Trainer(max_epochs=3, callbacks=[GradientAccumulationScheduler({1: 3})], **trainer_kwargs)
+    trainer.fit(model, loader)
+
+    net = torch.nn.Linear(32, 2)
+    net.load_state_dict({k.removeprefix("layer."): v for k, v in init.items()})
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    steps = 0
+    for accumulate in (1, 3, 3):
+        for i, (x, y) in enumerate(loader):
+            (F.mse_loss(net(x), y) / accumulate).backward()
+            if (i + 1) % accumulate == 0 or i == len(loader) - 1:
+                optimizer.step()
+                optimizer.zero_grad()
+                steps += 1
+    assert trainer.global_step == steps == 13
+    assert torch.equal(model.layer.weight, net.weight) and torch.equal(model.layer.bias, net.bias)
+
+
 class ConstantValLoss(BoringModel):
     """Validation loss that never improves, so a plateau scheduler must reduce the lr every epoch."""
 

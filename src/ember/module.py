@@ -263,6 +263,39 @@ class LightningModule(nn.Module):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         return batch
 
+    # --- the model's mode around evaluation: called always, their defaults do the work ------------------------
+    def on_validation_model_eval(self) -> None:
+        """Called when a validation run (the sanity check included) starts, before on_validation_start. The default
+        puts the model in eval mode; override it to keep some layers training, e.g. dropout for MC dropout:
+        ``self.eval(); self.dropout.train()``."""
+        self.eval()
+
+    def on_validation_model_train(self) -> None:
+        """Called when a validation run ends, after on_validation_end. The default gives each submodule back the
+        mode it had before on_validation_model_eval (a frozen backbone left in eval mode stays so)."""
+        self._restore_modes_before_eval()
+
+    def on_test_model_eval(self) -> None:
+        """Called when a test run starts, before on_test_start. The default puts the model in eval mode."""
+        self.eval()
+
+    def on_test_model_train(self) -> None:
+        """Called when a test run ends, after on_test_end. The default gives each submodule back its mode."""
+        self._restore_modes_before_eval()
+
+    def on_predict_model_eval(self) -> None:
+        """Called when a predict run starts, before on_predict_start. The default puts the model in eval mode (each
+        submodule gets its mode back after on_predict_end)."""
+        self.eval()
+
+    def _restore_modes_before_eval(self) -> None:
+        """Each submodule's train/eval mode as the evaluation loop found it (it keeps them before on_*_model_eval)."""
+        modes = self.__dict__.pop("_modes_before_eval", None)
+        if modes is None:
+            return
+        for module, training in modes.items():
+            module.training = training
+
     # --- lifecycle hooks: no-ops, called only when overridden ------------------------------------------
     def on_fit_start(self) -> None: ...
     def on_fit_end(self) -> None: ...
@@ -278,8 +311,6 @@ class LightningModule(nn.Module):
     def on_validation_epoch_end(self) -> None: ...
     def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
     def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
-    def on_validation_model_eval(self) -> None: ...
-    def on_validation_model_train(self) -> None: ...
     def on_test_start(self) -> None: ...
     def on_test_end(self) -> None: ...
     def on_test_epoch_start(self) -> None: ...

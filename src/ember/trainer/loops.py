@@ -100,6 +100,7 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
     results = t._train_results = Results("train", distributed=t.world_size > 1)
     module._log_store = results  # the module's train/eval modes are the user's: ember does not call .train()
     hooks.call("on_train_epoch_start")
+    t._read_step_config()  # the step is decided from what is configured now: callbacks may have changed it
 
     limit = t.num_training_batches
     accumulate = t.accumulate_grad_batches
@@ -249,8 +250,9 @@ def finish_train_epoch(trainer: Any, results: Results, validate: bool) -> None:
 
 def _is_direct_step(t: Any, hooks: StepHooks, optimizer: Any) -> bool:
     """Whether, after training_step, this epoch's step is exactly the hand-written zero_grad, backward, step:
-    32-bit, one optimizer, no step hook or override anywhere, no clipping, no per-step scheduler. (Asked with
-    ``accumulate_grad_batches=1`` and automatic optimization; the profiler turns it off to time each part.)"""
+    32-bit, one optimizer, no step hook or override anywhere, no clipping, no per-step scheduler. Asked at each
+    epoch start, after on_train_epoch_start, with ``accumulate_grad_batches=1`` and automatic optimization, from
+    the flags ``Trainer._read_step_config`` has just read; the profiler turns it off to time each part."""
     return (optimizer is not None and t._precision.plain and hooks.none and t._plain_zero_grad and t._plain_backward
             and not t._custom_optimizer_step and not t._clip_every_step and not t._has_step_schedulers)
 
@@ -576,8 +578,6 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     predictions: list = [[] for _ in loaders]
     _check_dataloader_idx(module, stage, prefix, multi)
     step = adapt_step(getattr(module, f"{prefix}_step"))
-    was_training = {m: m.training for m in module.modules()}
-    module.eval()
     # inside fit, as in Lightning, no_grad: tensors made while validating may be used by training later
     no_grad = torch.inference_mode() if t._inference_mode and t.state.fn != "fit" else torch.no_grad()
     t._evaluating = stage
@@ -591,8 +591,13 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     # Predict makes its first iterator after on_predict_start: BasePredictionWriter swaps in a batch sampler there.
     iterator = iter(loaders[0]) if loaders and stage != "predict" else None
     fetched = 0
+    # as Lightning: each submodule's mode is kept, then on_*_model_eval (by default module.eval()); at the end
+    # on_*_model_train (by default the kept modes come back; predict has no such hook: they just come back)
+    module.__dict__["_modes_before_eval"] = {m: m.training for m in module.modules()}
+    train_hook = f"on_{prefix}_model_train" if stage != "predict" else None
     try:
         with no_grad:
+            _model_mode_hook(hooks, module, f"on_{prefix}_model_eval")
             hooks.call(f"on_{prefix}_start")
             hooks.call(f"on_{prefix}_epoch_start")
             for dl_idx, loader in enumerate(loaders):
@@ -640,14 +645,26 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
                     t._log_metrics(views[1], max(p.batches_stepped - 1, 0) if during_fit else p.batches_stepped)
                     per_loader = results.dataloader_values(views[1], len(loaders))
             hooks.call(f"on_{prefix}_end")
+            if train_hook is not None:
+                _model_mode_hook(hooks, module, train_hook)
+                module.__dict__.pop("_modes_before_eval", None)  # the hook decided the modes: nothing to restore
     finally:
         t._evaluating = None
         t._eval_results = None
-        for m, mode in was_training.items():
-            m.training = mode
+        module._restore_modes_before_eval()  # predict, or a failed run; a no-op once the train hook restored them
         module._log_store = None
     if stage == "predict":
         return predictions[0] if not multi else predictions
     return per_loader
 
 
+def _model_mode_hook(hooks: Any, module: Any, name: str) -> None:
+    """``on_*_model_eval``/``on_*_model_train``: the module's override through the hook runner, else the default
+    (called directly: unlike the other hooks, the default does the work)."""
+    from ember.module import LightningModule
+    from ember._utils import is_overridden
+
+    if is_overridden(name, module, LightningModule):
+        hooks.call_module(name)
+    else:
+        getattr(module, name)()

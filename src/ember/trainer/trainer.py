@@ -454,14 +454,23 @@ class Trainer:
             warnings.warn("configure_optimizers returned None: training runs forward and backward but no optimizer "
                           "step.", stacklevel=2)
         self._wrapped_optimizers = [LightningOptimizer(o, self) for o in self.optimizers]
+        self._read_step_config()
+        # the module keeps LightningModule's own zero_grad/backward: one condition of the loop's direct step (the
+        # profiler turns these off after configure, to time zero_grad and backward through the module's methods)
+        self._plain_zero_grad = not is_overridden("optimizer_zero_grad", module, LightningModule)
+        self._plain_backward = not is_overridden("backward", module, LightningModule)
+
+    def _read_step_config(self) -> None:
+        """What the automatic step runs around ``optimizer.step()``, read from the current state: after
+        configure_optimizers and again at each epoch start, so that a step-interval scheduler a callback appends to
+        ``lr_scheduler_configs`` (in on_fit_start, say), a ``gradient_clip_val`` set later or replaced optimizers
+        take effect, as in Lightning (which reads them at every step)."""
+        module = self.lightning_module
         self._clip_every_step = bool(self.gradient_clip_val) or is_overridden(
             "configure_gradient_clipping", module, LightningModule)
         self._has_step_schedulers = any(c.interval == "step" for c in self.lr_scheduler_configs)
         self._custom_optimizer_step = is_overridden("optimizer_step", module, LightningModule) or any(
             isinstance(o, torch.optim.LBFGS) for o in self.optimizers)
-        # the module keeps LightningModule's own zero_grad/backward: one condition of the loop's direct step
-        self._plain_zero_grad = not is_overridden("optimizer_zero_grad", module, LightningModule)
-        self._plain_backward = not is_overridden("backward", module, LightningModule)
 
     def _run_sanity_check(self) -> None:
         if not self._val_enabled or self.num_sanity_val_steps == 0:
