@@ -368,12 +368,15 @@ class FSDPStrategy(DDPStrategy):
             _replace_folder(tmp, path)
         self.barrier()  # no rank reads the folder before it has its final name
 
-    def load_checkpoint(self, path: Any, map_location: Any = None) -> dict:
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = None) -> dict:
         """A file: every rank maps it (``mmap``); only rank 0's copy is read and scattered. A folder: every rank
-        reads its own shard of the model; the optimizers' shards when they are restored."""
+        reads its own shard of the model; the optimizers' shards when they are restored. ``weights_only=False``
+        (the caller's explicit choice) unpickles a file fully; a folder holds no pickled objects."""
         from ember.trainer.checkpoint import load_checkpoint
 
         path = Path(path)
+        if not path.is_dir() and weights_only is False:
+            return load_checkpoint(path, "cpu", weights_only=False)
         if not path.is_dir():
             try:  # mmap: ranks other than 0 never read the tensors (they receive them from rank 0)
                 checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

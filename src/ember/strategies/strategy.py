@@ -101,11 +101,12 @@ class Strategy:
     def load_optimizer_state_dict(self, optimizer: torch.optim.Optimizer, state: dict) -> None:
         optimizer.load_state_dict(state)
 
-    def load_checkpoint(self, path: Any, map_location: Any = None) -> dict:
-        """Read a checkpoint (``torch.load(weights_only=True)``; a sharded strategy reads its folder)."""
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = None) -> dict:
+        """Read a checkpoint (``torch.load(weights_only=True)`` unless the caller passes ``weights_only=False``;
+        a sharded strategy reads its folder)."""
         from ember.trainer.checkpoint import load_checkpoint
 
-        return load_checkpoint(path, map_location)
+        return load_checkpoint(path, map_location, weights_only=weights_only)
 
     def save_checkpoint(self, checkpoint: dict, filepath: Any) -> None:
         """Write ``checkpoint`` (on rank 0 only, atomically)."""

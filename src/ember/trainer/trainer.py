@@ -692,11 +692,9 @@ class Trainer:
         self.ckpt_path = str(path)
 
     def _read_checkpoint(self, path: Any, weights_only: Optional[bool]) -> dict:
-        """The checkpoint at ``path``: through the strategy (a sharded one reads its folder), or, when the caller
-        asked for ``weights_only=False``, fully unpickled (a sharded folder holds no pickled objects)."""
-        if weights_only is False and not self.strategy.save_needs_all_ranks:
-            return _ckpt.load_checkpoint(path, self._device, weights_only=False)
-        return self.strategy.load_checkpoint(path, self._device)
+        """The checkpoint at ``path``, read by the strategy (a sharded one reads its folder); fully unpickled only
+        when the caller asked for ``weights_only=False``."""
+        return self.strategy.load_checkpoint(path, self._device, weights_only=weights_only)
 
     # --- optimisation helpers used by the loop and by manual optimisation ------------------------------------
     def _optimizer_step(self, optimizer: torch.optim.Optimizer, **kwargs: Any) -> Any:
