@@ -265,27 +265,26 @@ class LightningModule(nn.Module):
 
     # --- the model's mode around evaluation: called always, their defaults do the work ------------------------
     def on_validation_model_eval(self) -> None:
-        """Called when a validation run (the sanity check included) starts, before on_validation_start. The default
-        puts the model in eval mode; override it to keep some layers training, e.g. dropout for MC dropout:
-        ``self.eval(); self.dropout.train()``."""
+        """Called before ``on_validation_start`` (the sanity check's too). The default puts the model in eval mode;
+        override it to keep some layers training, e.g. MC dropout: ``self.eval(); self.dropout.train()``."""
         self.eval()
 
     def on_validation_model_train(self) -> None:
-        """Called when a validation run ends, after on_validation_end. The default gives each submodule back the
-        mode it had before on_validation_model_eval (a frozen backbone left in eval mode stays so)."""
+        """Called after ``on_validation_end``. The default gives each submodule back the mode it had before
+        ``on_validation_model_eval`` (a frozen backbone left in eval mode stays so)."""
         self._restore_modes_before_eval()
 
     def on_test_model_eval(self) -> None:
-        """Called when a test run starts, before on_test_start. The default puts the model in eval mode."""
+        """Called before ``on_test_start``. The default puts the model in eval mode."""
         self.eval()
 
     def on_test_model_train(self) -> None:
-        """Called when a test run ends, after on_test_end. The default gives each submodule back its mode."""
+        """Called after ``on_test_end``. The default gives each submodule back the mode it had before the test."""
         self._restore_modes_before_eval()
 
     def on_predict_model_eval(self) -> None:
-        """Called when a predict run starts, before on_predict_start. The default puts the model in eval mode (each
-        submodule gets its mode back after on_predict_end)."""
+        """Called before ``on_predict_start``. The default puts the model in eval mode; each submodule gets its mode
+        back after ``on_predict_end``."""
         self.eval()
 
     def _restore_modes_before_eval(self) -> None:
