@@ -19,7 +19,7 @@ import ember
 from ember._missing import MISSING, NotInEmberError
 from ember.callbacks import Callback, Checkpoint, ModelCheckpoint, ModelPruning, OnExceptionCheckpoint, SpikeDetection
 from ember.callbacks.spike import TrainingSpikeException
-from tests.conftest import BoringModel, random_loader
+from conftest import BoringModel, random_loader
 
 # Lightning 2.6's __all__ lists: module (ember's path, same as lightning.pytorch's) -> names
 LIGHTNING_ALL = {
