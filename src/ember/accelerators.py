@@ -54,12 +54,6 @@ def resolve_devices(accelerator: Any, devices: Any) -> tuple:
     return accelerator, _device_indices(devices, accelerator)
 
 
-def choose_device(accelerator: Any, devices: Any) -> torch.device:
-    """The one torch.device of a single-device run."""
-    kind, indices = resolve_devices(accelerator, devices)
-    return torch.device("cuda", indices[0]) if kind == "cuda" else torch.device(kind)
-
-
 def _device_indices(devices: Any, accelerator: str) -> list:
     value = devices
     if isinstance(value, str):

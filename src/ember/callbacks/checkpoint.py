@@ -13,5 +13,7 @@ class Checkpoint(Callback):
     (True, True)
     """
 
+    _acts_after_module = True  # the hook runner calls it after the module's on_train_epoch_end
+
 
 __all__ = ["Checkpoint"]

@@ -42,6 +42,8 @@ class EarlyStopping(Callback):
     never after a mid-epoch validation.
     """
 
+    _acts_after_module = True  # the hook runner calls it after the module's on_train_epoch_end
+
     def __init__(
         self,
         monitor: str,
