@@ -49,7 +49,16 @@ THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # (program, mode) -> the gap in ember that makes it fail, as seen at the last run of this corpus. xfail(strict):
 # when ember closes the gap the test passes, pytest reports XPASS as a failure, and the entry must go.
-XFAIL: dict[tuple[str, str], str] = {}
+XFAIL: dict[tuple[str, str], str] = {
+    ("autoencoder_classes_as_hparams", "rewrite"): (
+        "ember's LearningRateMonitor logs lr-Adam to the loggers only; Lightning 2.6.6's also puts it in "
+        "trainer.callback_metrics (lr_monitor.py, _extract_stats), so callback_metrics['lr-Adam'] raises KeyError"
+    ),
+    ("autoencoder_classes_as_hparams", "ember run"): (
+        "ember's LearningRateMonitor logs lr-Adam to the loggers only; Lightning 2.6.6's also puts it in "
+        "trainer.callback_metrics (lr_monitor.py, _extract_stats), so callback_metrics['lr-Adam'] raises KeyError"
+    ),
+}
 
 # Programs where ember differs from Lightning by design (docs/migration.md names the difference and why): a
 # wider relative tolerance, sized from the difference measured with every other gap removed, and the reason.
