@@ -87,9 +87,11 @@ def test_lr_monitor_epoch_scheduler_logs_at_epoch_start_with_its_name(tmp_path):
 def test_lr_monitor_without_scheduler_names_optimizer_class(tmp_path):
     logger = CSVLogger(tmp_path)
     monitor = LearningRateMonitor(logging_interval="epoch")
-    make_trainer(tmp_path, max_epochs=2, logger=logger, callbacks=[monitor]).fit(BoringModel(), random_loader(n=16))
+    trainer = make_trainer(tmp_path, max_epochs=2, logger=logger, callbacks=[monitor])
+    trainer.fit(BoringModel(), random_loader(n=16))
     assert column(csv_rows(logger), "lr-SGD") == [(0, 0.1), (2, 0.1)]
     assert monitor.lrs == {"lr-SGD": [0.1, 0.1]}
+    assert float(trainer.callback_metrics["lr-SGD"]) == pytest.approx(0.1)  # as in Lightning: programs read it there
 
 
 def test_lr_monitor_needs_a_logger(tmp_path):

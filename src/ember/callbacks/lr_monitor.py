@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Optional
 
+import torch
+
 from ember.callbacks.callback import Callback
 from ember.utilities.rank_zero import rank_zero_warn
 
@@ -86,6 +88,9 @@ class LearningRateMonitor(Callback):
         if stats:
             for logger in trainer.loggers:
                 logger.log_metrics(stats, step=step)
+            # as Lightning, the values are also in trainer.callback_metrics (programs read callback_metrics["lr-Adam"]);
+            # CPU tensors: no copy to the device, no sync
+            trainer._epoch_metrics.update({name: torch.tensor(value) for name, value in stats.items()})
 
 
 def _unwrap(optimizer: Any) -> Any:
