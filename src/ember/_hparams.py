@@ -707,15 +707,21 @@ def read_hparams_file(path: Any) -> dict:
     if suffix not in (".yaml", ".yml"):
         raise ValueError(f"hparams_file={str(path)!r}: use a .yaml or .yml file (as the hparams.yaml a logger "
                          "writes), or a key,value .csv file.")
+    return read_hparams_yaml(path, f"hparams_file={str(path)!r}")
+
+
+def read_hparams_yaml(path: Any, what: str) -> dict:
+    """The mapping in a YAML file (``yaml.safe_load``: runs no code); ``{}`` for an empty file. ``what`` names the
+    file in the error when it holds something else."""
     import yaml
 
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         loaded = yaml.safe_load(f)
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ValueError(f"hparams_file={str(path)!r} holds a {type(loaded).__name__}, not a mapping of "
-                         "hyperparameter names to values (as the hparams.yaml a logger writes).")
+        raise ValueError(f"{what} holds a {type(loaded).__name__}, not a mapping of hyperparameter names to values "
+                         "(as the hparams.yaml a logger writes).")
     return loaded
 
 

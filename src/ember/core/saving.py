@@ -22,16 +22,9 @@ def load_hparams_from_yaml(config_yaml: Union[str, os.PathLike], use_omegaconf: 
     if not os.path.isfile(config_yaml):
         rank_zero_warn(f"Missing hyperparameters file {os.fspath(config_yaml)!r}: no hyperparameters loaded.")
         return {}
-    import yaml
+    from ember._hparams import read_hparams_yaml
 
-    with open(config_yaml, encoding="utf-8") as f:
-        loaded = yaml.safe_load(f)
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ValueError(f"load_hparams_from_yaml: {os.fspath(config_yaml)!r} holds a {type(loaded).__name__}, not "
-                         "a mapping of hyperparameter names to values (as the hparams.yaml a logger writes).")
-    return loaded
+    return read_hparams_yaml(config_yaml, f"load_hparams_from_yaml: {os.fspath(config_yaml)!r}")
 
 
 def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Any, use_omegaconf: bool = True) -> None:
