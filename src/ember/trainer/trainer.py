@@ -32,6 +32,7 @@ from ember.trainer.hooks import HookRunner
 from ember.trainer.metrics import Results, to_float
 from ember.trainer.optim import LightningOptimizer, parse_configure_optimizers
 from ember.trainer.progress import Progress, rng_state, set_rng_state
+from ember.trainer.run_state import RunState
 from ember.trainer.signals import SignalCatcher, shield_workers
 from ember.utilities.warnings import PossibleUserWarning
 
@@ -176,6 +177,7 @@ class Trainer:
         self.lr_scheduler_configs: list = []
         self._wrapped_optimizers: list = []
         self._progress = Progress()
+        self.run_state = RunState(self)  # what callbacks read about the running loop (never trainer._*)
         self._model: Optional[LightningModule] = None
         self.datamodule: Optional[LightningDataModule] = None
         self._hooks: Optional[HookRunner] = None
@@ -775,7 +777,7 @@ class Trainer:
         """The metrics callbacks monitor (tensors), as in Lightning: each run starts empty; the latest epoch values
         under 'x' (and 'x_epoch' when also logged per step), the latest training step values under 'x_step'.
         Evaluation step values are not here (they are in ``logged_metrics``)."""
-        metrics = dict(self._epoch_metrics)
+        metrics = self._epoch_metrics  # one dict per run, as Lightning's: what a callback adds to it stays
         for callback, _, _ in self._live_views():
             metrics.update(callback)
         return metrics
@@ -817,6 +819,11 @@ class Trainer:
     @property
     def precision(self) -> str:
         return self._precision.name
+
+    @property
+    def precision_plugin(self) -> Precision:
+        """The run's precision: ``forward_context()`` runs code under its autocast, as the training step does."""
+        return self._precision
 
     @property
     def scaler(self) -> Optional[torch.amp.GradScaler]:
