@@ -121,8 +121,7 @@ class BatchSizeFinder(Callback):
         """Run the search now, inside ``trainer``'s running fit, and give the trainer dataloaders of the new size."""
         from ember.tuner.batch_size_scaling import scale_batch_size
 
-        sources = getattr(trainer, "_sources", {})
-        train_source = sources.get("train")
+        train_source = trainer.data.sources.get("fit")
         owner = getattr(train_source, "__self__", None)  # a bound train_dataloader method, or None for a DataLoader
         if owner is None or owner not in (pl_module, trainer.datamodule):
             raise ValueError(
@@ -147,9 +146,7 @@ class BatchSizeFinder(Callback):
                 _set_attr(pl_module, self._batch_arg_name, agreed, trainer.datamodule)
             self.optimal_batch_size = agreed
         # the running fit asked for its dataloaders before on_fit_start: ask again, now with the size found
-        trainer._set_train_loader(train_source())
-        if sources.get("validate") is not None:
-            trainer._resolve_eval_data("validate", None, pl_module, reuse=True)
+        trainer.data.reload("fit")
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self.scale_batch_size(trainer, pl_module)

@@ -33,7 +33,7 @@ def run_fit(trainer: Any) -> None:
         # As Lightning: the first epoch's iterator is made before on_train_start (a DataLoader's iterator draws its
         # base seed from the global generator, so what is drawn after fit matches Lightning's). A resumed run makes
         # it after on_train_epoch_start, as every later epoch does, so that it continues an uninterrupted run exactly.
-        loader = trainer._train_loader_for_epoch()
+        loader = trainer.data.train_loader_for_epoch(progress.epoch)
         first = (loader, _epoch_iterator(loader, progress))
     done = _fit_done(trainer)
     if done and trainer._signals.received is None:
@@ -96,7 +96,7 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
     p = t._progress
     module = t.lightning_module
     hooks = t._hooks
-    loader = t._train_loader_for_epoch() if first is None else first[0]
+    loader = t.data.train_loader_for_epoch(p.epoch) if first is None else first[0]
     results = t._train_results = Results("train", distributed=t.world_size > 1)
     module._log_store = results  # the module's train/eval modes are the user's: ember does not call .train()
     hooks.call("on_train_epoch_start")
@@ -107,12 +107,13 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
     automatic = module.automatic_optimization
     optimizer = t.optimizers[0] if t.optimizers else None
     log_every = t.log_every_n_steps
-    val_every = t._val_check_batch if t._should_validate_this_epoch() else 0
+    data = t.data
+    val_every = data.val_check_batch if data.validates_in_epoch(p.epoch) else 0
     val_across_epochs = t.check_val_every_n_epoch is None  # then val_check_interval counts all batches seen
-    epoch_end_validation = t._epoch_end_validation_due()
+    epoch_end_validation = data.validates_at_epoch_end(p.epoch)
     if p.batch_idx == 0:
         p.accumulated = 0  # a window never spans two epochs
-    transfer = t._transfer_batch
+    transfer = data.transfer
     batch_start = hooks.caller("on_train_batch_start")  # None when nothing overrides it: then no call per batch
     batch_end = hooks.caller("on_train_batch_end")
     wants_outputs = batch_end is not None and hooks.wants_outputs("on_train_batch_end")  # else no dict per batch
@@ -168,7 +169,7 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
         batch_idx += 1
         if val_every and (p.batches_seen if val_across_epochs else batch_idx) % val_every == 0 \
                 and not (is_last and epoch_end_validation):
-            run_evaluation(t, "validate", t._val_loaders, t._val_limits)  # mid-epoch validation
+            run_evaluation(t, "validate", data.val_loaders, data.num_val_batches)  # mid-epoch validation
             module._log_store = results
         if t.max_steps != -1 and p.optimizer_steps >= t.max_steps:
             ended = "max_steps"
@@ -205,7 +206,7 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
         if validated_here:
             validate = False
         elif stopping:
-            validate = t._should_validate_this_epoch()
+            validate = data.validates_in_epoch(p.epoch)
         else:
             validate = is_last and epoch_end_validation
     finish_train_epoch(t, results, validate)
@@ -228,7 +229,7 @@ def finish_train_epoch(trainer: Any, results: Results, validate: bool) -> None:
     t._epoch_end_validated = False
     if validate:
         t._epoch_end_validated = True
-        run_evaluation(t, "validate", t._val_loaders, t._val_limits, epoch_end=True)
+        run_evaluation(t, "validate", t.data.val_loaders, t.data.num_val_batches, epoch_end=True)
     module._log_store = results
     results.sync_epoch()  # sync_dist values over all ranks, before callbacks read them
     results.epoch_end_reached = True
@@ -591,6 +592,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     # Predict makes its first iterator after on_predict_start: BasePredictionWriter swaps in a batch sampler there.
     iterator = iter(loaders[0]) if loaders and stage != "predict" else None
     fetched = 0
+    transfer = t.data.transfer
     # as Lightning: each submodule's mode is kept, then on_*_model_eval (by default module.eval()); at the end
     # on_*_model_train (by default the kept modes come back; predict has no such hook: they just come back)
     module.__dict__["_modes_before_eval"] = {m: m.training for m in module.modules()}
@@ -609,8 +611,8 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
                 limit = limits[dl_idx]
                 for batch_idx, batch in zip(range(limit) if limit != math.inf else itertools.count(), iterator):
                     fetched += 1
-                    if t._transfer_batch is not None:
-                        batch = t._transfer_batch(batch, dl_idx)
+                    if transfer is not None:
+                        batch = transfer(batch, dl_idx)
                     results.set_batch(batch, dl_idx)
                     if batch_start is not None:
                         batch_start(batch, batch_idx, *extra)
@@ -622,7 +624,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
                     if batch_end is not None:
                         batch_end(output, batch, batch_idx, *extra)
                     if log_steps:
-                        logged_steps = t._eval_logged_steps
+                        logged_steps = t.data.eval_logged_steps
                         at = logged_steps[dl_idx] = logged_steps.get(dl_idx, -1) + 1  # counts over a fit's runs
                         t._log_metrics(results.step_values(logger_only=True), at, add_epoch=False)
                 if multi and dl_idx < len(loaders) - 1 and stage != "predict":

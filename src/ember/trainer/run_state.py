@@ -59,7 +59,7 @@ class RunState:
     @property
     def validation_enabled(self) -> bool:
         """This fit validates: it has validation data with batches and a ``validation_step``."""
-        return self._trainer._val_enabled
+        return self._trainer.data.val_enabled
 
     @property
     def validated_at_epoch_end(self) -> bool:
@@ -68,5 +68,5 @@ class RunState:
 
     def to_device(self, batch: object, dataloader_idx: int = 0) -> object:
         """``batch`` as the loop hands it to the step: the module's transfer hooks applied, on the device."""
-        transfer = self._trainer._transfer_batch
+        transfer = self._trainer.data.transfer
         return batch if transfer is None else transfer(batch, dataloader_idx)

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Optional, Union
 
 import torch
 
-from ember._utils import is_overridden, move_data_to_device, rank_zero_warn
+from ember._utils import is_overridden, move_data_to_device
 from ember.accelerators import Precision, resolve_devices
 from ember.callbacks.callback import Callback
 from ember.datamodule import LightningDataModule
@@ -28,13 +28,13 @@ from ember.strategies import launcher
 from ember.strategies.strategy import Strategy
 from ember.trainer import checkpoint as _ckpt
 from ember.trainer import loops
+from ember.trainer.data import TrainerData, check_data_args, no_data_message
 from ember.trainer.hooks import HookRunner
 from ember.trainer.metrics import Results, to_float
 from ember.trainer.optim import LightningOptimizer, parse_configure_optimizers
 from ember.trainer.progress import Progress, rng_state, set_rng_state
 from ember.trainer.run_state import RunState
-from ember.trainer.signals import SignalCatcher, shield_workers
-from ember.utilities.warnings import PossibleUserWarning
+from ember.trainer.signals import SignalCatcher
 
 
 @dataclass
@@ -44,6 +44,10 @@ class TrainerState:
     fn: Optional[str] = None
     stage: Optional[str] = None  # 'train', 'sanity_check', 'validate', 'test', 'predict'
     status: str = "initializing"  # 'running', 'finished', 'interrupted'
+
+
+def _from_data(name: str) -> property:
+    return property(lambda trainer: getattr(trainer.data, name), doc=f"``trainer.data.{name}``")
 
 
 class Trainer:
@@ -188,29 +192,14 @@ class Trainer:
         self._epoch_metrics: dict = {}
         self._logged_metrics: dict = {}
         self._epoch_pbar: dict = {}
-        self._eval_logged_steps: dict = {}
         self._fit_start_time = time.monotonic()
         self._evaluating: Optional[str] = None
         self._epoch_end_validated = False
-        self._val_enabled = False
         self._return_predictions = True
-        self._sources: dict = {}
-        self.train_dataloader: Any = None
-        self.val_dataloaders: Any = None
-        self.test_dataloaders: Any = None
-        self.predict_dataloaders: Any = None
-        self._val_loaders: list = []
-        self._val_limits: list = []
-        self._val_check_batch = 0
-        self.num_training_batches: Union[int, float] = 0
-        self.num_val_batches: list = []
-        self.num_sanity_val_batches: list = []
-        self.num_test_batches: list = []
-        self.num_predict_batches: list = []
+        self.data = TrainerData(self)  # the loaders, their batch counts, the validation schedule, batch transfer
         self.ckpt_path: Optional[str] = None
         self._clip_every_step = False
         self._has_step_schedulers = False
-        self._transfer_batch: Any = None
         self._custom_optimizer_step = False
         self._plain_zero_grad = self._plain_backward = True
         self._keep_module_on_device = False  # a tuner's trial run: the model stays for the run that follows
@@ -237,13 +226,11 @@ class Trainer:
                                                 weights_only), model)
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
-        _check_data_args("fit", train_dataloaders, val_dataloaders, datamodule)
+        check_data_args("fit", train_dataloaders, val_dataloaders, datamodule)
         with self._run("fit", model, datamodule):
             module = self.lightning_module
             self._warned_none_step = self._warned_shared_names = self._warned_empty_epoch = False
-            self._resolve_train_data(train_dataloaders, module)
-            self._resolve_eval_data("validate", val_dataloaders, module)
-            self._warn_about_fit_config(module)
+            self.data.setup_fit(train_dataloaders, val_dataloaders, module)
             self._configure_optimizers(module)
             resume_from = self._resolve_ckpt_path(ckpt_path)
             self._resumed = resume_from is not None
@@ -286,9 +273,9 @@ class Trainer:
         self._return_predictions = True if return_predictions is None else return_predictions
         with self._run("predict", model, datamodule):
             module = self.lightning_module
-            loaders = self._resolve_eval_data("predict", dataloaders, module)
+            loaders = self.data.resolve_eval("predict", dataloaders, module)
             if not loaders:
-                raise ValueError(_no_data_message("predict", module, self.datamodule))
+                raise ValueError(no_data_message("predict", module, self.datamodule))
             self._load_weights(ckpt_path, weights_only)
             self._log_hyperparams(module)
             self.state.stage = "predict"
@@ -311,13 +298,13 @@ class Trainer:
                           "model, to choose.", stacklevel=3)
         with self._run(stage, model, datamodule):
             module = self.lightning_module
-            loaders = self._resolve_eval_data(stage, dataloaders, module)
+            loaders = self.data.resolve_eval(stage, dataloaders, module)
             step = "validation_step" if stage == "validate" else "test_step"
             if not is_overridden(step, module, LightningModule):
                 raise NotImplementedError(f"Trainer.{stage}() needs {type(module).__name__}.{step}(self, batch, "
                                           "batch_idx); define it.")
             if not loaders:
-                raise ValueError(_no_data_message(stage, module, self.datamodule))
+                raise ValueError(no_data_message(stage, module, self.datamodule))
             self._load_weights(ckpt_path, weights_only)
             self._log_hyperparams(module)
             self.state.stage = stage
@@ -374,10 +361,7 @@ class Trainer:
                 self._training_step = self.strategy.setup_module(model, self._training_step)
             else:  # FSDP shards the module for evaluation too
                 self.strategy.setup_eval_module(model)
-            custom_transfer = any(is_overridden(name, model, LightningModule) for name in (
-                "transfer_batch_to_device", "on_before_batch_transfer", "on_after_batch_transfer"))
-            self._transfer_batch = self._transfer_custom if custom_transfer else \
-                None if self._device.type == "cpu" and self._precision.param_dtype is None else self._transfer_default
+            self.data.choose_transfer(model)
             with profiling(self, fn):  # instruments this run when a profiler is set; on exit undoes and reports
                 yield
             self.state.status = "finished"
@@ -475,7 +459,7 @@ class Trainer:
             isinstance(o, torch.optim.LBFGS) for o in self.optimizers)
 
     def _run_sanity_check(self) -> None:
-        if not self._val_enabled or self.num_sanity_val_steps == 0:
+        if not self.data.val_enabled or self.num_sanity_val_steps == 0:
             return
         # As Lightning: the global random generators (torch, CUDA, NumPy, random) are as they were before it, so a
         # run trains exactly as with num_sanity_val_steps=0 (its DataLoader iterators draw seeds from them)
@@ -487,156 +471,18 @@ class Trainer:
 
     def _sanity_check(self, n: int) -> None:
         limits = [b if n == -1 else min(b, n) for b in self.num_val_batches]
-        self.num_sanity_val_batches = limits
+        self.data.num_sanity_val_batches = limits
         self.sanity_checking = True
         self.state.stage = "sanity_check"
         try:
             for cb in self.callbacks:
                 cb.on_sanity_check_start(self, self.lightning_module)
-            loops.run_evaluation(self, "sanity", self._val_loaders, limits)
+            loops.run_evaluation(self, "sanity", self.data.val_loaders, limits)
             for cb in self.callbacks:
                 cb.on_sanity_check_end(self, self.lightning_module)
         finally:
             self.sanity_checking = False
         self._reset_metrics()  # as Lightning: the sanity check's values are seen during it, then dropped
-
-    # --- data -------------------------------------------------------------------------------------------
-    def _data_source(self, kind: str, explicit: Any, module: LightningModule) -> Any:
-        """Where ``kind`` loaders come from: the argument, else the datamodule, else the module."""
-        if explicit is not None:
-            return lambda: explicit
-        for owner, base in ((self.datamodule, LightningDataModule), (module, LightningModule)):
-            name = f"{kind}_dataloader"
-            if owner is not None and (name in vars(owner) or is_overridden(name, owner, base)):
-                return getattr(owner, name)
-        return None
-
-    def _resolve_train_data(self, explicit: Any, module: LightningModule) -> None:
-        source = self._data_source("train", explicit, module)
-        if source is None:
-            raise ValueError(_no_data_message("fit", module, self.datamodule))
-        self._sources["train"] = source
-        self._set_train_loader(source())
-
-    def _set_train_loader(self, loader: Any) -> None:
-        if isinstance(loader, (list, tuple, dict)):
-            raise TypeError(
-                f"ember trains on one training DataLoader; train_dataloader returned a {type(loader).__name__}. "
-                "Combine data sets with torch.utils.data.ConcatDataset into one DataLoader."
-            )
-        if self.overfit_batches:
-            loader = _without_shuffle(loader)
-        if self.use_distributed_sampler and self.world_size > 1:
-            loader = self.strategy.process_dataloader(loader, train=True)  # this rank's share
-        self.train_dataloader = loader
-        self.num_training_batches = _num_batches(loader, self.limit_train_batches, "limit_train_batches")
-        self._val_check_batch = self._compute_val_check_batch()
-
-    def _train_loader_for_epoch(self) -> Any:
-        n = self.reload_dataloaders_every_n_epochs
-        epoch = self._progress.epoch
-        if n and epoch > 0 and epoch % n == 0:
-            self._set_train_loader(self._sources["train"]())
-            _draw_base_seed(self.train_dataloader)
-            if self._sources.get("validate") is not None:
-                self._resolve_eval_data("validate", None, self.lightning_module, reuse=True)
-        loader = self.train_dataloader
-        shield_workers(loader)
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        return loader
-
-    def _resolve_eval_data(self, stage: str, explicit: Any, module: LightningModule, reuse: bool = False) -> list:
-        kind = {"validate": "val", "test": "test", "predict": "predict"}[stage]
-        source = self._sources.get(stage) if reuse else self._data_source(kind, explicit, module)
-        self._sources[stage] = source
-        raw = source() if source is not None else None
-        loaders = [] if raw is None else list(raw.values()) if isinstance(raw, dict) else \
-            list(raw) if isinstance(raw, (list, tuple)) else [raw]
-        if self.use_distributed_sampler and self.world_size > 1:  # each rank its share, no sample counted twice
-            loaders = [self.strategy.process_dataloader(dl, train=False) for dl in loaders]
-        limit = {"validate": self.limit_val_batches, "test": self.limit_test_batches,
-                 "predict": self.limit_predict_batches}[stage]
-        counts = [_num_batches(dl, limit, f"limit_{kind}_batches") for dl in loaders]
-        for dl in loaders:
-            shield_workers(dl)
-        self._eval_logged_steps = {}  # the step index of values logged per evaluation step, per dataloader
-        if stage == "validate":
-            self.val_dataloaders = loaders[0] if len(loaders) == 1 else loaders
-            self._val_loaders, self._val_limits, self.num_val_batches = loaders, counts, counts
-            has_step = is_overridden("validation_step", module, LightningModule)
-            self._val_enabled = bool(loaders) and has_step and sum(counts) > 0
-        elif stage == "test":
-            self.test_dataloaders = loaders[0] if len(loaders) == 1 else loaders
-            self.num_test_batches = counts
-        else:
-            self.predict_dataloaders = loaders[0] if len(loaders) == 1 else loaders
-            self.num_predict_batches = counts
-        return loaders
-
-    def _warn_about_fit_config(self, module: LightningModule) -> None:
-        """Lightning's warnings about a fit's set-up, said once per fit (never per step)."""
-        has_val_data = self._sources.get("validate") is not None
-        has_val_step = is_overridden("validation_step", module, LightningModule)
-        if has_val_data and not has_val_step:
-            rank_zero_warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop.",
-                           stacklevel=4)
-        if has_val_step and not has_val_data:
-            rank_zero_warn("You defined a `validation_step` but have no `val_dataloader`. Skipping val loop.",
-                           PossibleUserWarning, stacklevel=4)
-        n = self.num_training_batches
-        if self._loggers and n < self.log_every_n_steps and not self.fast_dev_run:
-            rank_zero_warn(f"The number of training batches ({n}) is smaller than the logging interval "
-                           f"Trainer(log_every_n_steps={self.log_every_n_steps}). Set a lower value for "
-                           "log_every_n_steps if you want to see logs for the training epoch.",
-                           PossibleUserWarning, stacklevel=4)
-
-    def _compute_val_check_batch(self) -> int:
-        interval = self.val_check_interval
-        if interval is None or (isinstance(interval, float) and interval == 1.0):
-            return 0  # validate at epoch ends only
-        n = self.num_training_batches
-        if isinstance(interval, int):
-            if n != math.inf and interval > n and self.check_val_every_n_epoch is not None:
-                raise ValueError(f"Trainer(val_check_interval={interval}) is larger than the {n} training batches "
-                                 "of an epoch; use a smaller value, a float fraction of the epoch, or "
-                                 "check_val_every_n_epoch=None to count batches across epochs.")
-            return interval
-        if n == math.inf:
-            raise ValueError("Trainer(val_check_interval=<float>) needs a training DataLoader with a length; pass an "
-                             "int number of batches instead.")
-        return max(1, int(n * interval))
-
-    def _epoch_end_validation_due(self) -> bool:
-        """Validation at the end of this epoch: with val_check_interval=1.0, or when its batches divide the epoch."""
-        vcb = self._val_check_batch
-        if not self._should_validate_this_epoch():
-            return False
-        if vcb == 0:
-            return True
-        n = self.num_training_batches
-        return self.check_val_every_n_epoch is not None and n != math.inf and n % vcb == 0
-
-    def _should_validate_this_epoch(self) -> bool:
-        if not self._val_enabled:
-            return False
-        every = self.check_val_every_n_epoch
-        return every is None or (self._progress.epoch + 1) % every == 0
-
-    def _transfer_default(self, batch: Any, dataloader_idx: int) -> Any:
-        """Move the batch to the device and convert floats for '*-true' precisions (None: nothing to do on
-        the CPU in full precision, so the loop skips the call)."""
-        if self._device.type != "cpu":
-            batch = move_data_to_device(batch, self._device)
-        return self._precision.convert_input(batch)
-
-    def _transfer_custom(self, batch: Any, dataloader_idx: int) -> Any:
-        module = self.lightning_module
-        batch = module.on_before_batch_transfer(batch, dataloader_idx)
-        batch = module.transfer_batch_to_device(batch, self._device, dataloader_idx)
-        batch = module.on_after_batch_transfer(batch, dataloader_idx)
-        return self._precision.convert_input(batch)
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def save_checkpoint(self, filepath: Union[str, os.PathLike], weights_only: bool = False,
@@ -798,7 +644,25 @@ class Trainer:
             metrics.update(pbar)
         return to_float(metrics)
 
-    # --- properties users read -----------------------------------------------------------------------------
+    # --- properties users read (the data ones from trainer.data) -----------------------------------------------------------------------------
+    train_dataloader = _from_data("train_dataloader")
+    val_dataloaders = _from_data("val_dataloaders")
+    test_dataloaders = _from_data("test_dataloaders")
+    predict_dataloaders = _from_data("predict_dataloaders")
+    num_training_batches = _from_data("num_training_batches")
+    num_val_batches = _from_data("num_val_batches")
+    num_sanity_val_batches = _from_data("num_sanity_val_batches")
+    num_test_batches = _from_data("num_test_batches")
+    num_predict_batches = _from_data("num_predict_batches")
+
+    @property
+    def _val_enabled(self) -> bool:  # TEMPORARY: until the callbacks read trainer.run_state
+        return self.data.val_enabled
+
+    @property
+    def _transfer_batch(self) -> Any:  # TEMPORARY: until the callbacks read trainer.run_state
+        return self.data.transfer
+
     @property
     def lightning_module(self) -> LightningModule:
         return self._model  # type: ignore[return-value]
@@ -1094,50 +958,6 @@ def _check_limit(name: str, value: Any) -> Any:
     return value
 
 
-def _num_batches(loader: Any, limit: Union[int, float, None], name: str) -> Union[int, float]:
-    try:
-        length: Union[int, float] = len(loader)
-    except TypeError:
-        length = math.inf
-    if length == 0:  # as Lightning, which sums the lengths over ranks first
-        rank_zero_warn(f"Total length of `{type(loader).__name__}` across ranks is zero. Please make sure this was "
-                       "your intention.", stacklevel=5)
-    if limit is None:
-        return length
-    if isinstance(limit, int):
-        return min(length, limit)
-    if length == math.inf:
-        if limit in (0.0, 1.0):
-            return 0 if limit == 0.0 else math.inf
-        raise ValueError(f"Trainer({name}={limit}) is a fraction, but the DataLoader has no length; pass an int.")
-    n = int(length * limit)
-    if n == 0 and limit > 0:
-        raise ValueError(f"Trainer({name}={limit}) keeps 0 of the {length} batches; use a larger fraction or an int.")
-    return n
-
-
-def _draw_base_seed(loader: Any) -> None:
-    """What making a DataLoader iterator takes from the random generators (its base seed), without making one.
-    Lightning makes an iterator for a reloaded training DataLoader when it reloads it, then the epoch's own: ember
-    makes only the second, and draws here what the first would have drawn, so the streams stay Lightning's."""
-    from torch.utils.data import DataLoader
-
-    if isinstance(loader, DataLoader):
-        torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
-
-
-def _without_shuffle(loader: Any) -> Any:
-    from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
-
-    from ember.strategies.sampler import _rebuild
-
-    if isinstance(loader, DataLoader) and isinstance(loader.sampler, RandomSampler):
-        warnings.warn("overfit_batches: the training DataLoader shuffles; ember uses it without shuffling so that "
-                      "the same batches are seen every epoch.", stacklevel=4)
-        return _rebuild(loader, SequentialSampler(loader.dataset))  # every other setting (workers, pinning) kept
-    return loader
-
-
 def _parse_max_time(value: Any) -> Optional[float]:
     if value is None:
         return None
@@ -1211,23 +1031,6 @@ def _checkpoints_last(callbacks: list) -> list:
 
     return [cb for cb in callbacks if not isinstance(cb, Checkpoint)] + \
         [cb for cb in callbacks if isinstance(cb, Checkpoint)]
-
-
-def _check_data_args(fn: str, train: Any, val: Any, datamodule: Any) -> None:
-    if datamodule is not None and (train is not None or val is not None):
-        raise ValueError(f"Trainer.{fn}() got both dataloaders and a datamodule; pass one or the other.")
-    if datamodule is not None and not isinstance(datamodule, LightningDataModule):
-        raise TypeError(f"Trainer.{fn}(datamodule=...) expects a LightningDataModule, got "
-                        f"{type(datamodule).__name__}.")
-
-
-def _no_data_message(stage: str, module: LightningModule, datamodule: Any) -> str:
-    kind = {"fit": "train", "validate": "val", "test": "test", "predict": "predict"}[stage]
-    arg = "train_dataloaders" if stage == "fit" else "dataloaders"
-    where = f"{type(datamodule).__name__}.{kind}_dataloader()" if datamodule is not None else \
-        f"a datamodule with {kind}_dataloader(), or define {type(module).__name__}.{kind}_dataloader()"
-    return (f"Trainer.{stage}() found no {kind} data: pass `{arg}=` (a DataLoader), {where}. "
-            f"For example: trainer.{stage}(model, {arg}=DataLoader(dataset, batch_size=32)).")
 
 
 def _print_results(stage: str, results: list) -> None:
