@@ -4,6 +4,7 @@ What ``save_hyperparameters`` records and how checkpoints store it: ``ember/_hpa
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -83,3 +84,15 @@ def rank_zero_warn(message: str, category: type = UserWarning, stacklevel: int =
     from ember.utilities.rank_zero import rank_zero_warn as _warn
 
     _warn(message, category, stacklevel=stacklevel + 1)  # one frame more: this function
+
+
+def adapt_step(fn: Any) -> Any:
+    """Lightning lets a ``*_step`` omit ``batch_idx``: call such a step with the batch alone."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return fn
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params):
+        return fn
+    return lambda batch, batch_idx, *rest: fn(batch)

@@ -220,7 +220,7 @@ class FSDPStrategy(DDPStrategy):
     def setup_module(self, module: torch.nn.Module, training_step: Callable) -> Callable:
         """Shard ``module``; the returned training step gathers the root's parameters like ``forward`` does."""
         self._shard(module)
-        from ember.trainer.loops import adapt_step
+        from ember._utils import adapt_step
 
         return adapt_step(module.training_step)  # the method registered with FSDP, not the one passed in
 

@@ -13,6 +13,7 @@ import torch
 from ember._utils import is_overridden, move_data_to_device, rank_zero_warn
 from ember.datamodule import LightningDataModule
 from ember.module import LightningModule
+from ember.trainer.hooks import strategy_action
 from ember.trainer.signals import shield_workers
 from ember.utilities.warnings import PossibleUserWarning
 
@@ -107,7 +108,8 @@ class TrainerData:
         sampler = getattr(loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        return loader
+        profiler = self.trainer._profiler_now
+        return loader if profiler is None else profiler.timed_loader(loader, "[_TrainingEpochLoop].train_dataloader_next")
 
     # --- validation, test, predict -------------------------------------------------------------------
     def resolve_eval(self, stage: str, explicit: Any, module: LightningModule, reuse: bool = False) -> list:
@@ -173,6 +175,8 @@ class TrainerData:
         t = self.trainer
         self.transfer = self._transfer_custom if custom else None if t.root_device.type == "cpu" and \
             t.precision_plugin.param_dtype is None else self._transfer_default
+        if self.transfer is not None and t._profiler_now is not None:
+            self.transfer = t._profiler_now.timed(self.transfer, f"{strategy_action(t)}.batch_to_device")
 
     def _transfer_default(self, batch: Any, dataloader_idx: int) -> Any:
         device = self.trainer.root_device

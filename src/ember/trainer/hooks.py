@@ -16,10 +16,14 @@ from ember.module import LightningModule
 
 
 class HookRunner:
-    def __init__(self, trainer: Any, module: LightningModule, callbacks: list) -> None:
+    """The hook table of one run. With a ``profiler`` each entry is built already timed, under Lightning's
+    action names ('[Callback]ModelCheckpoint.on_train_epoch_end', '[LightningModule]Net.on_fit_start')."""
+
+    def __init__(self, trainer: Any, module: LightningModule, callbacks: list, profiler: Any = None) -> None:
         self.trainer = trainer
         self.module = module
         self.callbacks = callbacks
+        self.profiler = profiler
         self._table: dict = {}
         # the hook running now decides self.log's defaults; written to the instance dict directly because
         # nn.Module.__setattr__ costs a microsecond per assignment
@@ -37,9 +41,10 @@ class HookRunner:
                 if monitoring is not None and _is_monitoring(cb) != monitoring:
                     continue
                 if is_overridden(name, cb, Callback) and name not in getattr(cb, "_idle_hooks", ()):
-                    fns.append(functools.partial(getattr(cb, name), self.trainer, self.module))
+                    fns.append(self._timed(functools.partial(getattr(cb, name), self.trainer, self.module),
+                                           f"[Callback]{type(cb).__name__}.{name}"))
             if monitoring is None and is_overridden(name, self.module, LightningModule):
-                fns.append(getattr(self.module, name))
+                fns.append(self._module_hook(name))
             fns = tuple(fns)
             self._table[key] = fns
         return fns
@@ -93,9 +98,20 @@ class HookRunner:
         state = self._state
         previous, state["_current_fx"] = state["_current_fx"], name
         try:
-            return getattr(self.module, name)(*args)
+            return self._module_hook(name)(*args)
         finally:
             state["_current_fx"] = previous
+
+    def _module_hook(self, name: str) -> Callable:
+        return self._timed(getattr(self.module, name), f"[LightningModule]{type(self.module).__name__}.{name}")
+
+    def _timed(self, fn: Callable, action: str) -> Callable:
+        return fn if self.profiler is None else self.profiler.timed(fn, action)
+
+
+def strategy_action(trainer: Any) -> str:
+    """How profiler reports name what the strategy runs: '[Strategy]SingleDeviceStrategy'."""
+    return f"[Strategy]{type(trainer.strategy).__name__.lstrip('_')}"
 
 
 class StepHooks:

@@ -13,10 +13,11 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import Tensor
 
-from ember._utils import rank_zero_warn
-from ember.trainer.hooks import StepHooks
+from ember._utils import adapt_step, rank_zero_warn
+from ember.trainer.hooks import StepHooks, strategy_action
 from ember.trainer.metrics import Results
 from ember.trainer.optim import step_schedulers
+from ember.trainer.step import StepPlan, nonfinite_loss
 from ember.trainer.progress import rng_state, set_rng_state
 from ember.trainer.signals import stop_for_signal
 
@@ -100,12 +101,12 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
     results = t._train_results = Results("train", distributed=t.world_size > 1)
     module._log_store = results  # the module's train/eval modes are the user's: ember does not call .train()
     hooks.call("on_train_epoch_start")
-    t._read_step_config()  # the step is decided from what is configured now: callbacks may have changed it
+    # the step is decided from what is configured now (callbacks may have changed it since the last epoch)
+    plan = StepPlan(t, StepHooks(hooks), t._profiler_now)
 
     limit = t.num_training_batches
     accumulate = t.accumulate_grad_batches
     automatic = module.automatic_optimization
-    optimizer = t.optimizers[0] if t.optimizers else None
     log_every = t.log_every_n_steps
     data = t.data
     val_every = data.val_check_batch if data.validates_in_epoch(p.epoch) else 0
@@ -117,8 +118,6 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
     batch_start = hooks.caller("on_train_batch_start")  # None when nothing overrides it: then no call per batch
     batch_end = hooks.caller("on_train_batch_end")
     wants_outputs = batch_end is not None and hooks.wants_outputs("on_train_batch_end")  # else no dict per batch
-    step_hooks = StepHooks(hooks)
-    direct = automatic and accumulate == 1 and p.accumulated == 0 and _is_direct_step(t, step_hooks, optimizer)
     timed = t._max_time_s is not None
     signals = t._signals
     distributed = t.world_size > 1
@@ -143,15 +142,12 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
             should_step = p.accumulated + 1 >= accumulate or is_last
             if set_grad_sync is not None:
                 set_grad_sync(should_step)  # DDP: batches that do not step keep their gradients local
-            outputs = training_step_automatic(t, module, optimizer, batch, batch_idx, accumulate, should_step,
-                                              step_hooks, direct)
+            outputs = plan.automatic(batch, batch_idx, should_step)
             stepped = should_step and outputs is not None  # a batch skipped for a non-finite loss does not step
             if outputs is not None and wants_outputs:
                 outputs = _batch_end_outputs(outputs)
         else:
-            step_hooks.module_dict["_current_fx"] = "training_step"
-            with t._precision.forward_context():
-                outputs = t._training_step(batch, batch_idx)
+            outputs = plan.manual(batch, batch_idx)
             stepped = True
         p.batch_idx = batch_idx + 1
         p.batches_seen += 1
@@ -165,7 +161,7 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
             if t._check_finite_when_logging and outputs is not None:  # a GPU syncs here, not on every step
                 loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
                 if isinstance(loss, Tensor) and not math.isfinite(loss.item()):
-                    _nonfinite_loss(t, loss, batch_idx)
+                    nonfinite_loss(t, loss, batch_idx)
         batch_idx += 1
         if val_every and (p.batches_seen if val_across_epochs else batch_idx) % val_every == 0 \
                 and not (is_last and epoch_end_validation):
@@ -249,186 +245,6 @@ def finish_train_epoch(trainer: Any, results: Results, validate: bool) -> None:
     p.epoch_done = False
 
 
-def _is_direct_step(t: Any, hooks: StepHooks, optimizer: Any) -> bool:
-    """Whether, after training_step, this epoch's step is exactly the hand-written zero_grad, backward, step:
-    32-bit, one optimizer, no step hook or override anywhere, no clipping, no per-step scheduler. Asked at each
-    epoch start, after on_train_epoch_start, with ``accumulate_grad_batches=1`` and automatic optimization, from
-    the flags ``Trainer._read_step_config`` has just read; the profiler turns it off to time each part."""
-    return (optimizer is not None and t._precision.plain and hooks.none and t._plain_zero_grad and t._plain_backward
-            and not t._custom_optimizer_step and not t._clip_every_step and not t._has_step_schedulers)
-
-
-def training_step_automatic(t: Any, module: Any, optimizer: Any, batch: Any, batch_idx: int, accumulate: int,
-                            should_step: bool, hooks: StepHooks, direct: bool) -> Any:
-    """training_step, zero_grad at the start of an accumulation window, backward, and every
-    ``accumulate`` batches (and at the epoch's end): unscale, clip, optimizer step, step schedulers.
-    With ``direct`` (see ``_is_direct_step``) the three calls of a hand-written loop, nothing else.
-
-    Returns the step's output for ``on_train_batch_end``: ``{}`` when training_step returned None (see
-    ``_none_step``), None when the batch was skipped for a non-finite loss (no optimizer step counted).
-    """
-    p = t._progress
-    precision = t._precision
-    plain = precision.plain  # 32-bit: no autocast, no scaler, so no calls into Precision at all
-    hooks.module_dict["_current_fx"] = "training_step"  # self.log's defaults follow it
-    if plain:
-        output = t._training_step(batch, batch_idx)
-    else:
-        with precision.forward_context():
-            output = t._training_step(batch, batch_idx)
-    loss = _loss_from(output)
-    if loss is None:  # a Python check: no sync
-        _none_step(t, module, optimizer, plain, batch, batch_idx, accumulate, should_step, hooks)
-        return {}  # what Lightning passes on_train_batch_end for such a batch
-    try:  # free unless raised: a loss of several elements fails in .item() or backward, and is named below
-        if t._check_finite_every_step and not math.isfinite(loss.item()):  # no sync on a CPU
-            if _nonfinite_loss(t, loss, batch_idx) == "skip":  # no backward; a window ending here steps what it has
-                if should_step and p.accumulated:
-                    p.accumulated = 0
-                    _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks)
-                return None
-        if direct:
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            p.optimizer_steps += 1
-            return output
-        _backward_and_step(t, module, optimizer, plain, loss, batch, batch_idx, accumulate, should_step, hooks)
-    except RuntimeError as error:
-        if loss.numel() != 1:
-            raise non_scalar_loss(loss) from error
-        raise
-    return output
-
-
-def _backward_and_step(t: Any, module: Any, optimizer: Any, plain: bool, loss: Tensor, batch: Any, batch_idx: int,
-                       accumulate: int, should_step: bool, hooks: StepHooks) -> None:
-    """The automatic step's general form: zero_grad at a window's start, backward, and the step at its end."""
-    p = t._progress
-    precision = t._precision
-    if p.accumulated == 0 and optimizer is not None:
-        if hooks.on_before_zero_grad is not None:
-            hooks.on_before_zero_grad(optimizer)
-        module.optimizer_zero_grad(p.epoch, batch_idx, optimizer)
-    if accumulate > 1:
-        loss = loss / accumulate  # so that N accumulated batches give the gradient of their mean
-    if hooks.on_before_backward is not None:
-        hooks.on_before_backward(loss)
-    if plain:
-        module.backward(loss)
-    else:
-        precision.backward(loss, module)
-    if hooks.on_after_backward is not None:
-        hooks.on_after_backward()
-    p.accumulated += 1
-    if should_step:
-        p.accumulated = 0
-        _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks, loss)
-
-
-def non_scalar_loss(loss: Tensor, where: str = "training_step returned") -> ValueError:
-    """The error for a loss with more than one element (autograd can only start from a scalar)."""
-    return ValueError(
-        f"{where} a loss of shape {tuple(loss.shape)} ({loss.numel()} elements); the loss must be a "
-        "scalar (one element). Reduce it, e.g. `loss = loss.mean()` (or `.sum()`), before returning it."
-    )
-
-
-def _none_step(t: Any, module: Any, optimizer: Any, plain: bool, batch: Any, batch_idx: int, accumulate: int,
-               should_step: bool, hooks: Any) -> None:
-    """training_step returned None (or a dict whose 'loss' is None) in automatic optimization. As in Lightning: a
-    warning (once per fit: forgetting ``return loss`` is a common mistake), no backward, and the optimizer step
-    still counts (``global_step``, step-interval schedulers and logging advance) but changes no weight. A window
-    of accumulated gradients that ends here steps them."""
-    p = t._progress
-    if not t._warned_none_step:
-        t._warned_none_step = True
-        warnings.warn("`training_step` returned `None`. If this was on purpose, ignore this warning... (ember: the "
-                      "batch is skipped: no backward, and no weight changes at its optimizer step. To train, return "
-                      "the loss tensor or a dict with a 'loss' key.)", UserWarning, stacklevel=4)
-    if not should_step:
-        return
-    if p.accumulated:
-        p.accumulated = 0
-        _step(t, module, optimizer, plain, batch, batch_idx, accumulate, hooks)
-    elif optimizer is not None:  # Lightning zeroes the gradients, then steps: nothing moves; ember just counts
-        p.optimizer_steps += 1
-        if t._has_step_schedulers:
-            step_schedulers(t, "step")
-
-
-def _step(t: Any, module: Any, optimizer: Any, plain: bool, batch: Any, batch_idx: int, accumulate: int,
-          hooks: StepHooks, loss: Optional[Tensor] = None) -> None:
-    """Unscale, clip, step the optimizer (through ``optimizer_step`` when the module overrides it, or when the
-    optimizer needs a closure, like LBFGS), then step-interval schedulers."""
-    if optimizer is None:
-        return
-    precision = t._precision
-    if not plain:
-        precision.unscale(optimizer)  # clipping must see true gradient sizes
-    if hooks.on_before_optimizer_step is not None:
-        hooks.on_before_optimizer_step(optimizer)
-    if t._clip_every_step:
-        module.configure_gradient_clipping(optimizer, t.gradient_clip_val, t.gradient_clip_algorithm)
-    if t._custom_optimizer_step:
-        module.optimizer_step(t._progress.epoch, batch_idx, optimizer, _closure(t, module, optimizer, batch,
-                                                                                batch_idx, accumulate, loss))
-    elif plain:
-        optimizer.step()
-    else:
-        precision.optimizer_step(optimizer)
-    t._progress.optimizer_steps += 1
-    if t._has_step_schedulers:
-        step_schedulers(t, "step")
-
-
-def _closure(t: Any, module: Any, optimizer: Any, batch: Any, batch_idx: int, accumulate: int,
-             loss: Optional[Tensor]) -> Any:
-    """The closure ``optimizer.step(closure)`` expects: its first call returns the loss already backpropagated;
-    later calls (LBFGS re-evaluates) run training_step and backward again."""
-    calls = [0]
-
-    def closure() -> Optional[Tensor]:
-        calls[0] += 1
-        if calls[0] == 1:
-            return loss
-        optimizer.zero_grad()
-        with t._precision.forward_context():
-            again = _loss_from(t._training_step(batch, batch_idx))
-        if again is not None:
-            t._precision.backward(again / accumulate if accumulate > 1 else again, module)
-        return again
-
-    return closure
-
-
-def adapt_step(fn: Any) -> Any:
-    """Lightning lets a ``*_step`` omit ``batch_idx``: call such a step with the batch alone."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return fn
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params):
-        return fn
-    return lambda batch, batch_idx, *rest: fn(batch)
-
-
-def _nonfinite_loss(t: Any, loss: Tensor, batch_idx: int) -> str:
-    """The loss is NaN or infinite: raise (the default) or skip this batch (``on_nonfinite_loss="skip"``)."""
-    p = t._progress
-    if t.on_nonfinite_loss == "skip":
-        warnings.warn(f"training_step returned a non-finite loss ({loss.item()}) at epoch {p.epoch}, batch "
-                      f"{batch_idx}, global step {p.optimizer_steps}; the batch is skipped (no backward, no "
-                      "optimizer step) because Trainer(on_nonfinite_loss='skip').", stacklevel=3)
-        return "skip"
-    raise FloatingPointError(
-        f"training_step returned a non-finite loss ({loss.item()}) at epoch {p.epoch}, batch {batch_idx}, global "
-        f"step {p.optimizer_steps}. Trainer(detect_anomaly=True) points at the operation that produced it; "
-        "Trainer(on_nonfinite_loss='skip') skips such batches instead of stopping."
-    )
-
-
 _LOADER_NAMES = {"validate": "val", "sanity": "val", "test": "test", "predict": "predict"}
 
 
@@ -476,32 +292,6 @@ def _batch_end_outputs(output: Any) -> Any:
     if isinstance(output, dict):
         return {**output, "loss": output["loss"].detach()} if "loss" in output else output
     return {"loss": output.detach()}
-
-
-def _loss_from(output: Any) -> Optional[Tensor]:
-    if isinstance(output, Tensor):
-        loss = output
-    elif isinstance(output, dict):
-        if "loss" not in output:
-            raise KeyError(f"training_step returned a dict without a 'loss' key (keys: {sorted(output)}). Put the "
-                           "tensor to minimise under 'loss'.")
-        loss = output["loss"]
-        if loss is None:
-            return None
-    elif output is None:
-        return None
-    else:
-        raise TypeError(
-            f"training_step returned a {type(output).__name__}; with automatic optimization it must return the loss "
-            "tensor, a dict with a 'loss' key, or None to skip the batch."
-        )
-    if not isinstance(loss, Tensor) or not loss.requires_grad:
-        what = type(loss).__name__ if not isinstance(loss, Tensor) else "a tensor that does not require grad"
-        raise ValueError(
-            f"training_step returned a loss that cannot be backpropagated ({what}). Return the loss tensor itself, "
-            "not `loss.item()` or `loss.detach()`, and compute it from the model's outputs."
-        )
-    return loss
 
 
 def _with_is_last(batches: Iterator, start: int, limit: float) -> Iterator:
@@ -579,6 +369,8 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     predictions: list = [[] for _ in loaders]
     _check_dataloader_idx(module, stage, prefix, multi)
     step = adapt_step(getattr(module, f"{prefix}_step"))
+    if t._profiler_now is not None:
+        step = t._profiler_now.timed(step, f"{strategy_action(t)}.{prefix}_step")
     # inside fit, as in Lightning, no_grad: tensors made while validating may be used by training later
     no_grad = torch.inference_mode() if t._inference_mode and t.state.fn != "fit" else torch.no_grad()
     t._evaluating = stage

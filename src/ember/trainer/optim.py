@@ -2,6 +2,7 @@
 optimisation, and learning-rate scheduler stepping."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -140,6 +141,40 @@ class LightningOptimizer:
         if name.startswith("__") or name in ("_optimizer", "_trainer"):
             raise AttributeError(name)
         return getattr(self._optimizer, name)
+
+
+def configure_optimizers(trainer: Any, module: Any) -> None:
+    """Call the module's ``configure_optimizers`` and keep what it returned on the trainer (``optimizers``,
+    ``lr_scheduler_configs``, and the wrappers ``self.optimizers()`` returns), refusing what cannot run."""
+    module.__dict__["_current_fx"] = "configure_optimizers"
+    configure = module.configure_optimizers
+    if trainer._profiler_now is not None:
+        configure = trainer._profiler_now.timed(configure, f"[LightningModule]{type(module).__name__}."
+                                                           "configure_optimizers")
+    try:
+        out = configure()
+    finally:
+        module.__dict__["_current_fx"] = None
+    optimizers, trainer.lr_scheduler_configs = parse_configure_optimizers(out)
+    trainer.optimizers = optimizers
+    if module.automatic_optimization and len(optimizers) > 1:
+        raise ValueError(
+            f"configure_optimizers returned {len(optimizers)} optimizers, but automatic optimization steps "
+            "one. Set `self.automatic_optimization = False` in __init__ and step them yourself in training_step: "
+            "`opt1, opt2 = self.optimizers()`."
+        )
+    clip, accumulate = trainer.gradient_clip_val, trainer.accumulate_grad_batches
+    if not module.automatic_optimization and (clip or accumulate > 1):
+        setting, value = ("gradient_clip_val", clip) if clip else ("accumulate_grad_batches", accumulate)
+        raise ValueError(
+            f"Trainer({setting}={value}) is not supported with manual optimization ({type(module).__name__} sets "
+            f"automatic_optimization = False). Remove `{setting}` and clip with `self.clip_gradients(opt, ...)` "
+            "or step every N batches yourself in training_step."
+        )
+    if not optimizers and module.automatic_optimization:
+        warnings.warn("configure_optimizers returned None: training runs forward and backward but no optimizer "
+                      "step.", stacklevel=2)
+    trainer._wrapped_optimizers = [LightningOptimizer(o, trainer) for o in optimizers]
 
 
 def step_schedulers(trainer: Any, interval: str) -> None:

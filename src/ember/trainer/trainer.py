@@ -18,20 +18,21 @@ from typing import Any, Iterable, Optional, Union
 
 import torch
 
-from ember._utils import is_overridden, move_data_to_device
+from ember._utils import adapt_step, is_overridden, move_data_to_device
 from ember.accelerators import Precision, resolve_devices
 from ember.callbacks.callback import Callback
 from ember.datamodule import LightningDataModule
 from ember.module import LightningModule
-from ember.profilers import profiling, resolve_profiler
+from ember.profilers import PassThroughProfiler, profiling, resolve_profiler
 from ember.strategies import launcher
 from ember.strategies.strategy import Strategy
 from ember.trainer import checkpoint as _ckpt
 from ember.trainer import loops
 from ember.trainer.data import TrainerData, check_data_args, no_data_message
-from ember.trainer.hooks import HookRunner
+from ember.trainer.hooks import HookRunner, strategy_action
 from ember.trainer.metrics import Results, to_float
-from ember.trainer.optim import LightningOptimizer, parse_configure_optimizers
+from ember.trainer import step
+from ember.trainer.optim import configure_optimizers
 from ember.trainer.progress import Progress, rng_state, set_rng_state
 from ember.trainer.run_state import RunState
 from ember.trainer.signals import SignalCatcher
@@ -185,6 +186,7 @@ class Trainer:
         self._model: Optional[LightningModule] = None
         self.datamodule: Optional[LightningDataModule] = None
         self._hooks: Optional[HookRunner] = None
+        self._profiler_now: Any = None  # the profiler of the running run, None when there is none
         # the three metric views users read (callback_metrics, logged_metrics, progress_bar_metrics): what finished
         # loops stored, plus the running loops' live values (_train_results, _eval_results), merged when read
         self._train_results: Optional[Results] = None
@@ -198,10 +200,6 @@ class Trainer:
         self._return_predictions = True
         self.data = TrainerData(self)  # the loaders, their batch counts, the validation schedule, batch transfer
         self.ckpt_path: Optional[str] = None
-        self._clip_every_step = False
-        self._has_step_schedulers = False
-        self._custom_optimizer_step = False
-        self._plain_zero_grad = self._plain_backward = True
         self._keep_module_on_device = False  # a tuner's trial run: the model stays for the run that follows
         self._signals = SignalCatcher()
         self._warned_none_step = False  # "training_step returned None" is said once per fit
@@ -231,7 +229,7 @@ class Trainer:
             module = self.lightning_module
             self._warned_none_step = self._warned_shared_names = self._warned_empty_epoch = False
             self.data.setup_fit(train_dataloaders, val_dataloaders, module)
-            self._configure_optimizers(module)
+            configure_optimizers(self, module)
             resume_from = self._resolve_ckpt_path(ckpt_path)
             self._resumed = resume_from is not None
             if resume_from is not None:
@@ -338,7 +336,9 @@ class Trainer:
         if self.datamodule is not None:
             self.datamodule.trainer = self
         self._merge_model_callbacks(model)
-        self._hooks = HookRunner(self, model, self.callbacks)
+        # a profiler is handed to what the run builds (the hook table, the steps, the data): each part comes timed
+        profiler = self._profiler_now = None if isinstance(self.profiler, PassThroughProfiler) else self.profiler
+        self._hooks = HookRunner(self, model, self.callbacks, profiler)
         stage = {"validate": "validate", "test": "test", "predict": "predict"}.get(fn, "fit")
         try:
             self.strategy.setup_environment()  # DDP: start the other processes (plain python) and join them
@@ -356,13 +356,15 @@ class Trainer:
             model.setup(stage)
             model.configure_model()
             self._precision.convert_module(model.to(self._device))
-            self._training_step = loops.adapt_step(model.training_step)
+            self._training_step = adapt_step(model.training_step)
             if fn == "fit":  # DDP wraps the module here: the training step then runs through the wrapper
                 self._training_step = self.strategy.setup_module(model, self._training_step)
             else:  # FSDP shards the module for evaluation too
                 self.strategy.setup_eval_module(model)
+            if profiler is not None:
+                self._training_step = profiler.timed(self._training_step, f"{strategy_action(self)}.training_step")
             self.data.choose_transfer(model)
-            with profiling(self, fn):  # instruments this run when a profiler is set; on exit undoes and reports
+            with profiling(self, fn):  # a profiler's setup, and its report at the end (also when the run fails)
                 yield
             self.state.status = "finished"
         except BaseException as exception:
@@ -378,6 +380,7 @@ class Trainer:
         finally:
             self.strategy.teardown()
             self._training_step = None  # under DDP the wrapper, which holds the process group: let it go now
+            self._profiler_now = None
             if (self.state.status == "finished" and self._device.type != "cpu" and self.strategy.returns_module_to_cpu
                     and not self._keep_module_on_device):
                 # as Lightning: `model(x)` on CPU tensors works after fit (not after a failure, where moving could
@@ -414,49 +417,6 @@ class Trainer:
         types = {type(cb) for cb in extra}
         kept = [cb for cb in self.callbacks if type(cb) not in types]
         self.callbacks = _checkpoints_last(kept + extra)
-
-    def _configure_optimizers(self, module: LightningModule) -> None:
-        module.__dict__["_current_fx"] = "configure_optimizers"
-        try:
-            out = module.configure_optimizers()
-        finally:
-            module.__dict__["_current_fx"] = None
-        self.optimizers, self.lr_scheduler_configs = parse_configure_optimizers(out)
-        if module.automatic_optimization and len(self.optimizers) > 1:
-            raise ValueError(
-                f"configure_optimizers returned {len(self.optimizers)} optimizers, but automatic optimization steps "
-                "one. Set `self.automatic_optimization = False` in __init__ and step them yourself in training_step: "
-                "`opt1, opt2 = self.optimizers()`."
-            )
-        if not module.automatic_optimization and (self.gradient_clip_val or self.accumulate_grad_batches > 1):
-            setting, value = ("gradient_clip_val", self.gradient_clip_val) if self.gradient_clip_val else \
-                ("accumulate_grad_batches", self.accumulate_grad_batches)
-            raise ValueError(
-                f"Trainer({setting}={value}) is not supported with manual optimization ({type(module).__name__} sets "
-                f"automatic_optimization = False). Remove `{setting}` and clip with `self.clip_gradients(opt, ...)` "
-                "or step every N batches yourself in training_step."
-            )
-        if not self.optimizers and module.automatic_optimization:
-            warnings.warn("configure_optimizers returned None: training runs forward and backward but no optimizer "
-                          "step.", stacklevel=2)
-        self._wrapped_optimizers = [LightningOptimizer(o, self) for o in self.optimizers]
-        self._read_step_config()
-        # the module keeps LightningModule's own zero_grad/backward: one condition of the loop's direct step (the
-        # profiler turns these off after configure, to time zero_grad and backward through the module's methods)
-        self._plain_zero_grad = not is_overridden("optimizer_zero_grad", module, LightningModule)
-        self._plain_backward = not is_overridden("backward", module, LightningModule)
-
-    def _read_step_config(self) -> None:
-        """What the automatic step runs around ``optimizer.step()``, read from the current state: after
-        configure_optimizers and again at each epoch start, so that a step-interval scheduler a callback appends to
-        ``lr_scheduler_configs`` (in on_fit_start, say), a ``gradient_clip_val`` set later or replaced optimizers
-        take effect, as in Lightning (which reads them at every step)."""
-        module = self.lightning_module
-        self._clip_every_step = bool(self.gradient_clip_val) or is_overridden(
-            "configure_gradient_clipping", module, LightningModule)
-        self._has_step_schedulers = any(c.interval == "step" for c in self.lr_scheduler_configs)
-        self._custom_optimizer_step = is_overridden("optimizer_step", module, LightningModule) or any(
-            isinstance(o, torch.optim.LBFGS) for o in self.optimizers)
 
     def _run_sanity_check(self) -> None:
         if not self.data.val_enabled or self.num_sanity_val_steps == 0:
@@ -543,37 +503,6 @@ class Trainer:
         """The checkpoint at ``path``, read by the strategy (a sharded one reads its folder); fully unpickled only
         when the caller asked for ``weights_only=False``."""
         return self.strategy.load_checkpoint(path, self._device, weights_only=weights_only)
-
-    # --- optimisation helpers used by the loop and by manual optimisation ------------------------------------
-    def _optimizer_step(self, optimizer: torch.optim.Optimizer, **kwargs: Any) -> Any:
-        self._hooks.call("on_before_optimizer_step", optimizer)
-        out = self._precision.optimizer_step(optimizer, **kwargs)
-        self._progress.optimizer_steps += 1
-        return out
-
-    def _backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
-        self._hooks.call("on_before_backward", loss)
-        try:
-            self._precision.backward(loss, self.lightning_module, *args, **kwargs)
-        except RuntimeError as error:
-            if isinstance(loss, torch.Tensor) and loss.numel() != 1 and not args and "gradient" not in kwargs:
-                raise loops.non_scalar_loss(loss, "manual_backward got") from error
-            raise
-        self._hooks.call("on_after_backward")
-
-    def _clip_gradients(self, optimizer: Any, value: float, algorithm: str) -> None:
-        if not value >= 0:  # also NaN; a negative max_norm would reverse the update
-            raise ValueError(f"clip_gradients(gradient_clip_val={value!r}) must be a number >= 0 (None or 0: no "
-                             "clipping).")
-        optimizer = getattr(optimizer, "optimizer", optimizer)
-        self._precision.unscale(optimizer)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        if algorithm == "norm":
-            torch.nn.utils.clip_grad_norm_(params, value)
-        elif algorithm == "value":
-            torch.nn.utils.clip_grad_value_(params, value)
-        else:
-            raise ValueError(f"gradient_clip_algorithm={algorithm!r} must be 'norm' or 'value'.")
 
     # --- metrics -------------------------------------------------------------------------------------------
     def _store_metrics(self, views: tuple) -> None:
@@ -813,6 +742,11 @@ class Trainer:
         per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches)
         total = per_epoch * max(self.max_epochs, 1)
         return min(total, self.max_steps) if self.max_steps != -1 else total
+
+    # manual optimization: self.manual_backward(), opt.step() and self.clip_gradients() call these (trainer/step.py)
+    _backward = step.manual_backward
+    _optimizer_step = step.optimizer_step
+    _clip_gradients = step.clip_gradients
 
     def _time_is_up(self) -> bool:
         return self._max_time_s is not None and time.monotonic() - self._fit_start_time >= self._max_time_s
