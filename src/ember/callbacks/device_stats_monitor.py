@@ -34,8 +34,8 @@ class DeviceStatsMonitor(Callback):
             raise RuntimeError("Cannot use DeviceStatsMonitor callback with Trainer(logger=False): it logs to the "
                                "Trainer's loggers. Give the Trainer a logger or remove the callback.")
 
-    def _log_stats(self, trainer: Any, key: str, count: int, step: Optional[int] = None) -> None:
-        if count % trainer.log_every_n_steps:  # not a logging step: nothing to do
+    def _log_stats(self, trainer: Any, key: str, due: bool, step: Optional[int] = None) -> None:
+        if not due:  # not a logging step: nothing to do
             return
         device = trainer.strategy.root_device
         if device.type == "cpu":
@@ -46,36 +46,40 @@ class DeviceStatsMonitor(Callback):
             stats = get_device_stats(device)
             if self._cpu_stats:
                 stats.update(get_cpu_stats())
-        step = trainer._progress.batches_stepped if step is None else step
+        step = trainer.run_state.batches_stepped if step is None else step
         prefix = f"{type(self).__qualname__}.{key}"
         for logger in trainer.loggers:
             separator = getattr(logger, "group_separator", "/")
             logger.log_metrics({f"{prefix}{separator}{k}": v for k, v in stats.items()}, step=step)
 
-    # training counts batches that stepped, as the Trainer's own logging does; evaluation counts its batches
+    def _log_eval(self, trainer: Any, key: str, batch_idx: int) -> None:
+        from ember.trainer.run_state import logs_at  # the Trainer's rule, applied to the evaluation batch count
+
+        self._log_stats(trainer, key, logs_at(batch_idx + 1, trainer.log_every_n_steps))
+
+    # training logs on the Trainer's own logging steps (batches that stepped); evaluation counts its batches
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        self._log_stats(trainer, "on_train_batch_start", trainer._progress.batches_stepped + 1)
+        self._log_stats(trainer, "on_train_batch_start", trainer.run_state.next_step_logs)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        p = trainer._progress
-        if p.accumulated == 0:  # this batch stepped (batches_stepped already counts it)
-            self._log_stats(trainer, "on_train_batch_end", p.batches_stepped, step=p.batches_stepped - 1)
+        run = trainer.run_state  # batches_stepped already counts this batch
+        self._log_stats(trainer, "on_train_batch_end", run.is_logging_step, step=run.batches_stepped - 1)
 
     def on_validation_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
                                   dataloader_idx: int = 0) -> None:
-        self._log_stats(trainer, "on_validation_batch_start", batch_idx + 1)
+        self._log_eval(trainer, "on_validation_batch_start", batch_idx)
 
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                                 dataloader_idx: int = 0) -> None:
-        self._log_stats(trainer, "on_validation_batch_end", batch_idx + 1)
+        self._log_eval(trainer, "on_validation_batch_end", batch_idx)
 
     def on_test_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
                             dataloader_idx: int = 0) -> None:
-        self._log_stats(trainer, "on_test_batch_start", batch_idx + 1)
+        self._log_eval(trainer, "on_test_batch_start", batch_idx)
 
     def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                           dataloader_idx: int = 0) -> None:
-        self._log_stats(trainer, "on_test_batch_end", batch_idx + 1)
+        self._log_eval(trainer, "on_test_batch_end", batch_idx)
 
 
 def get_cpu_stats() -> dict[str, float]:

@@ -1,10 +1,7 @@
 """EarlyStopping: stop ``fit`` when a monitored metric stops improving, reaches a goal, or diverges.
 
-It checks at the same moments as ModelCheckpoint saves: after a mid-epoch validation
-(``val_check_interval``), and otherwise in ``on_train_epoch_end``, which ember runs for
-ModelCheckpoint and EarlyStopping after everything else of the epoch (epoch-end validation, the other
-callbacks and the module's ``on_train_epoch_end``, the epoch's metric reduction, epoch-interval LR
-schedulers). So it sees the epoch's final metrics, and a stop takes effect before the next epoch starts.
+It checks at the same moments as ModelCheckpoint saves (see ``ember.callbacks.monitor``), so it sees the
+epoch's final metrics, and a stop takes effect before the next epoch starts.
 
 Under several processes each rank evaluates its own value, and all stop when any rank decides to
 (``reduce_boolean_decision(should_stop, all=False)``, a collective at every check, on every rank), as in
@@ -17,16 +14,15 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from ember.callbacks.callback import Callback
-from ember.callbacks.model_checkpoint import _acts_at_train_epoch_end, _missing_metric_message
-from ember.utilities.rank_zero import rank_prefixed_message, rank_zero_warn
+from ember.callbacks.monitor import MonitorCallback
+from ember.utilities.rank_zero import rank_prefixed_message
 
-_MODES = {"min": torch.lt, "max": torch.gt}
 _BETTER = {"min": "<", "max": ">"}
 _WORSE = {"min": ">", "max": "<"}
+_STATE = ("wait_count", "stopped_epoch", "best_score", "patience")  # the checkpointed state, as Lightning's
 
 
-class EarlyStopping(Callback):
+class EarlyStopping(MonitorCallback):
     """Stop training once ``monitor`` has not improved by more than ``min_delta`` for ``patience`` checks.
 
     >>> from ember.callbacks import EarlyStopping
@@ -42,7 +38,9 @@ class EarlyStopping(Callback):
     never after a mid-epoch validation.
     """
 
-    _acts_after_module = True  # the hook runner calls it after the module's on_train_epoch_end
+    _missing_error = RuntimeError
+    _missing_warning = RuntimeWarning
+    _skipped = "early stopping checks"
 
     def __init__(
         self,
@@ -58,13 +56,9 @@ class EarlyStopping(Callback):
         check_on_train_epoch_end: Optional[bool] = None,
         log_rank_zero_only: bool = False,
     ) -> None:
-        if mode not in _MODES:
-            raise ValueError(f"EarlyStopping(mode={mode!r}) is not valid: use 'min' or 'max'.")
+        super().__init__(monitor, mode, check_on_train_epoch_end)
         if patience < 0:
             raise ValueError(f"EarlyStopping(patience={patience}) must be >= 0.")
-        self.monitor = monitor
-        self.mode = mode
-        self.monitor_op = _MODES[mode]
         # stored signed, so that `monitor_op(current - min_delta, best)` reads "better by more than min_delta"
         self.min_delta = abs(min_delta) * (1 if mode == "max" else -1)
         self.patience = patience
@@ -74,57 +68,27 @@ class EarlyStopping(Callback):
         self.stopping_threshold = stopping_threshold
         self.divergence_threshold = divergence_threshold
         self.log_rank_zero_only = log_rank_zero_only
-        self._check_on_train_epoch_end = check_on_train_epoch_end
         self.wait_count = 0
         self.stopped_epoch = 0
-        self.best_score: Tensor = torch.tensor(float("inf") if mode == "min" else float("-inf"))
+        self.best_score: Tensor = self._initial_best()
         self.stopping_reason_message: Optional[str] = None
-        self._warned_missing = False
 
     @property
     def state_key(self) -> str:
         return self._generate_state_key(monitor=self.monitor, mode=self.mode)
 
     def state_dict(self) -> dict:
-        return {"wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch, "best_score": self.best_score,
-                "patience": self.patience}
+        return {key: getattr(self, key) for key in _STATE}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.wait_count = state_dict["wait_count"]
-        self.stopped_epoch = state_dict["stopped_epoch"]
-        self.best_score = state_dict["best_score"]
-        self.patience = state_dict["patience"]
+        for key in _STATE:
+            setattr(self, key, state_dict[key])
 
-    # --- hooks ---------------------------------------------------------------------------------------
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        # after the end-of-epoch validation, on_train_epoch_end does the check
-        if (self._should_skip(trainer) or trainer._progress.epoch_done
-                or self._check_on_train_epoch_end is True):
-            return
-        self._check(trainer)
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self._should_skip(trainer) or not _acts_at_train_epoch_end(self._check_on_train_epoch_end, trainer):
-            return
-        self._check(trainer)
-
-    # --- the decision --------------------------------------------------------------------------------
-    @staticmethod
-    def _should_skip(trainer: Any) -> bool:
-        return trainer.sanity_checking or trainer.state.fn != "fit" or bool(trainer.fast_dev_run)
-
-    def _check(self, trainer: Any) -> None:
-        metrics = trainer.callback_metrics
-        value = metrics.get(self.monitor)
+    # --- the decision (when: MonitorCallback) -------------------------------------------------------------
+    def _act(self, trainer: Any) -> None:
+        value = self._monitored(trainer, trainer.callback_metrics, fatal=self.strict,
+                                fix=" Pass strict=False to skip the check while it is missing.")
         if value is None:
-            message = _missing_metric_message(f"EarlyStopping(monitor={self.monitor!r})", self.monitor,
-                                              sorted(metrics), trainer)
-            if self.strict:
-                raise RuntimeError(message + " Pass strict=False to skip the check while it is missing.")
-            if not self._warned_missing:
-                self._warned_missing = True
-                rank_zero_warn(message + " Skipping early stopping checks while it is missing.", RuntimeWarning,
-                               stacklevel=3)
             return
         decided, reason = self._evaluate(value.detach().cpu().squeeze())
         # every rank stops when any rank decides to

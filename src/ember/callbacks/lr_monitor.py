@@ -60,15 +60,15 @@ class LearningRateMonitor(Callback):
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if self.logging_interval == "epoch":
             return
-        p = trainer._progress
-        if (p.batches_stepped + 1) % trainer.log_every_n_steps:  # only on the steps the Trainer logs
+        run = trainer.run_state
+        if not run.next_step_logs:  # only on the steps the Trainer logs
             return
-        self._log(trainer, "step" if self.logging_interval is None else "any", p.batches_stepped)
+        self._log(trainer, "step" if self.logging_interval is None else "any", run.batches_stepped)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         if self.logging_interval == "step":
             return
-        self._log(trainer, "epoch" if self.logging_interval is None else "any", trainer._progress.batches_stepped)
+        self._log(trainer, "epoch" if self.logging_interval is None else "any", trainer.run_state.batches_stepped)
 
     def _log(self, trainer: Any, interval: str, step: int) -> None:
         stats: dict[str, float] = {}
@@ -90,7 +90,7 @@ class LearningRateMonitor(Callback):
                 logger.log_metrics(stats, step=step)
             # as Lightning, the values are also in trainer.callback_metrics (programs read callback_metrics["lr-Adam"]);
             # CPU tensors: no copy to the device, no sync
-            trainer._epoch_metrics.update({name: torch.tensor(value) for name, value in stats.items()})
+            trainer.callback_metrics.update({name: torch.tensor(value) for name, value in stats.items()})
 
 
 def _unwrap(optimizer: Any) -> Any:

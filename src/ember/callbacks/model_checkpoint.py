@@ -1,16 +1,9 @@
 """ModelCheckpoint: save the model every N epochs, steps or minutes, keeping the best ``save_top_k`` files.
 
-When it saves, at the end of an epoch. ember runs the end of an epoch in this order:
-
-1. epoch-end validation (``on_validation_end``),
-2. ``on_train_epoch_end`` of the other callbacks, then of the LightningModule,
-3. the epoch's logged values are reduced into ``trainer.callback_metrics``,
-4. epoch-interval LR schedulers step,
-5. ``on_train_epoch_end`` of ModelCheckpoint and EarlyStopping, last.
-
-So a checkpoint written at the end of an epoch holds the completed epoch (weights, optimizer,
-schedulers, progress), and resuming from it continues exactly like an uninterrupted run. Validation
-in the middle of an epoch (``val_check_interval``) saves from ``on_validation_end``.
+It saves at the end of an epoch after everything else of the epoch has run (see ``ember.callbacks.monitor``),
+so a checkpoint written then holds the completed epoch (weights, optimizer, schedulers, progress), and resuming
+from it continues exactly like an uninterrupted run. Validation in the middle of an epoch (``val_check_interval``)
+saves from ``on_validation_end``.
 
 Under several processes every rank runs the same decisions and keeps the same state (``best_model_path``,
 ``best_k_models``, ``last_model_path``), and global rank 0 alone touches the files:
@@ -44,13 +37,13 @@ from torch import Tensor
 
 from ember.callbacks.callback import _ignores_outputs
 from ember.callbacks.checkpoint import Checkpoint
+from ember.callbacks.monitor import MonitorCallback
 from ember.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-_MODES = {"min": torch.lt, "max": torch.gt}
 _FIELD = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")  # "{val_loss:.2f}" -> ("val_loss", ":.2f")
 
 
-class ModelCheckpoint(Checkpoint):
+class ModelCheckpoint(Checkpoint, MonitorCallback):
     """Save checkpoints during ``fit`` and keep the best ``save_top_k`` of them by ``monitor``.
 
     >>> from ember.callbacks import ModelCheckpoint
@@ -68,9 +61,8 @@ class ModelCheckpoint(Checkpoint):
     ``save_last=True`` also writes ``last.ckpt`` at every save point; ``save_last="link"`` makes
     ``last.ckpt`` a relative symlink to the file this save point wrote (a full file when it wrote none, or
     where the file system has no symlinks), so one save never writes two copies and ``last`` never links
-    to itself. ``save_on_train_epoch_end=True`` saves only at the end of the
-    training epoch (not after mid-epoch validation); with None or False, the end-of-epoch save happens
-    when validation ran at this epoch's end, or when no validation is configured.
+    to itself. ``save_on_train_epoch_end=True`` saves only at the end of the training epoch (not after a
+    mid-epoch validation); otherwise an epoch's end saves if the epoch validated then or the fit has no validation.
 
     ``save_on_exception=True`` also saves when an exception (or Ctrl-C) interrupts the run, as Lightning 2.6 does:
     the file is named from ``filename`` like any other (``epoch=0-step=7.ckpt`` by default; ``-v1`` is appended
@@ -83,6 +75,7 @@ class ModelCheckpoint(Checkpoint):
     CHECKPOINT_NAME_LAST = "last"
     FILE_EXTENSION = ".ckpt"
     STARTING_VERSION = 1
+    _skipped = "the top-k save"
 
     def __init__(
         self,
@@ -102,8 +95,7 @@ class ModelCheckpoint(Checkpoint):
         save_on_train_epoch_end: Optional[bool] = None,
         enable_version_counter: bool = True,
     ) -> None:
-        if mode not in _MODES:
-            raise ValueError(f"ModelCheckpoint(mode={mode!r}) is not valid: use 'min' or 'max'.")
+        super().__init__(monitor, mode, save_on_train_epoch_end)
         if save_top_k < -1:
             raise ValueError(f"ModelCheckpoint(save_top_k={save_top_k}) is not valid: use -1 to keep every "
                              "checkpoint, 0 to save none (except last.ckpt), or k > 0 to keep the best k.")
@@ -129,23 +121,20 @@ class ModelCheckpoint(Checkpoint):
 
         self.dirpath: Optional[str] = os.path.realpath(os.path.expanduser(dirpath)) if dirpath else None
         self.filename = filename
-        self.monitor = monitor
         self.verbose = verbose
         self.save_last = save_last
         self.save_top_k = save_top_k
         self.save_on_exception = save_on_exception
         self.save_weights_only = save_weights_only
-        self.mode = mode
         self.auto_insert_metric_name = auto_insert_metric_name
         self._every_n_train_steps = every_n_train_steps or 0
         self._every_n_epochs = every_n_epochs or 0
         self._train_time_interval = train_time_interval
-        self._save_on_train_epoch_end = save_on_train_epoch_end
         self._enable_version_counter = enable_version_counter
 
         self.best_k_models: dict[str, Tensor] = {}
         self.kth_best_model_path = ""
-        self.kth_value: Tensor = torch.tensor(float("inf") if mode == "min" else float("-inf"))
+        self.kth_value: Tensor = self._initial_best()
         self.best_model_path = ""
         self.best_model_score: Optional[Tensor] = None
         self.current_score: Optional[Tensor] = None
@@ -153,7 +142,6 @@ class ModelCheckpoint(Checkpoint):
         self._last_global_step_saved = 0  # nothing to save before the first optimizer step
         self._last_save_time = time.monotonic()
         self._validated = False  # validation has run in this fit, so a missing monitor is an error
-        self._warned_missing = False
         self._written = ""
         self._wrote: set = set()  # paths this callback wrote in this fit
         self._found_at_setup: set = set()  # names in dirpath before this fit: clashes there are expected
@@ -194,10 +182,8 @@ class ModelCheckpoint(Checkpoint):
 
     @_ignores_outputs
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._idle_hooks:
-            return  # no step or time trigger: nothing to decide (the Trainer does not even call this then)
-        if self._should_skip(trainer):
-            return
+        if self._idle_hooks or self._should_skip(trainer):
+            return  # idle: no step or time trigger (the Trainer does not even call this then)
         step_due = self._every_n_train_steps > 0 and trainer.global_step % self._every_n_train_steps == 0
         interval = self._train_time_interval
         time_due = interval is not None and time.monotonic() - self._last_save_time >= interval.total_seconds()
@@ -208,27 +194,16 @@ class ModelCheckpoint(Checkpoint):
             self._save(trainer, top_k=True)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        self._validated = True
-        # the end-of-epoch validation is followed by on_train_epoch_end, which saves
-        if trainer._progress.epoch_done or self._save_on_train_epoch_end is True or self._should_skip(trainer):
-            return
-        self._save(trainer, top_k=self._epoch_due(trainer))
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if self._should_skip(trainer) or not _acts_at_train_epoch_end(self._save_on_train_epoch_end, trainer):
-            return
-        self._save(trainer, top_k=self._epoch_due(trainer))
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._validated = True
+        super().on_validation_end(trainer, pl_module)  # saves now, or in on_train_epoch_end: MonitorCallback
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         if not self.save_on_exception or self.dirpath is None or bool(trainer.fast_dev_run) \
                 or trainer.sanity_checking or trainer.global_step == self._last_global_step_saved:
             return  # dirpath None: setup has not run, nothing was trained
         # no collective here: the exception may have reached this rank alone (the Trainer writes on rank 0)
-        metrics = dict(trainer.callback_metrics)
-        metrics["epoch"] = torch.tensor(trainer.current_epoch)
-        metrics["step"] = torch.tensor(trainer.global_step)
+        metrics = _name_metrics(trainer)
         filepath = self.format_checkpoint_name(metrics)
         try:
             with self._save_point():
@@ -369,18 +344,15 @@ class ModelCheckpoint(Checkpoint):
 
     # --- saving ------------------------------------------------------------------------------------------
     def _should_skip(self, trainer: Any) -> bool:
-        return (bool(trainer.fast_dev_run) or trainer.state.fn != "fit" or trainer.sanity_checking
-                or trainer.global_step == self._last_global_step_saved)
+        return super()._should_skip(trainer) or trainer.global_step == self._last_global_step_saved
 
-    def _epoch_due(self, trainer: Any) -> bool:
-        return self._every_n_epochs > 0 and (trainer.current_epoch + 1) % self._every_n_epochs == 0
+    def _act(self, trainer: Any) -> None:
+        """The save after a validation or at the epoch's end: top-k on ``every_n_epochs`` epochs, last.ckpt always."""
+        self._save(trainer, top_k=self._every_n_epochs > 0 and (trainer.current_epoch + 1) % self._every_n_epochs == 0)
 
     def _save(self, trainer: Any, top_k: bool) -> None:
         """A save point: the top-k file (if due) and then last.ckpt, from one read of the metrics."""
-        metrics = dict(trainer.callback_metrics)
-        logged = sorted(metrics)
-        metrics["epoch"] = torch.tensor(trainer.current_epoch)
-        metrics["step"] = torch.tensor(trainer.global_step)
+        metrics = _name_metrics(trainer)
         self._written = ""  # the top-k file this save point writes, if any: what last.ckpt links to
         if not (top_k and self.save_top_k != 0) and not self.save_last:
             return
@@ -389,7 +361,7 @@ class ModelCheckpoint(Checkpoint):
                 if self.monitor is None:
                     self._save_latest(trainer, metrics)
                 else:
-                    self._save_ranked(trainer, metrics, logged)
+                    self._save_ranked(trainer, metrics)
             if self.save_last:
                 self._save_last(trainer, metrics)
 
@@ -403,16 +375,10 @@ class ModelCheckpoint(Checkpoint):
         if self.save_top_k == 1 and previous:
             self._remove(trainer, previous, self.best_model_path)
 
-    def _save_ranked(self, trainer: Any, metrics: dict, logged: list) -> None:
-        value = metrics.get(self.monitor)
+    def _save_ranked(self, trainer: Any, metrics: dict) -> None:
+        # before the fit's first validation, a missing metric may still come from it: warn once and skip
+        value = self._monitored(trainer, metrics, fatal=self._validated or not trainer.run_state.validation_enabled)
         if value is None:
-            message = _missing_metric_message(f"ModelCheckpoint(monitor={self.monitor!r})", self.monitor, logged,
-                                              trainer)
-            if self._validated or not trainer._val_enabled:
-                raise ValueError(message)
-            if not self._warned_missing:  # it may come from a validation that has not run yet
-                self._warned_missing = True
-                rank_zero_warn(message + " Skipping the top-k save until it is logged.", UserWarning, stacklevel=3)
             return
         current = value.detach().cpu().squeeze()
         finite = bool(torch.isfinite(current))
@@ -450,7 +416,7 @@ class ModelCheckpoint(Checkpoint):
     def _in_top_k(self, current: Tensor) -> bool:
         if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
             return True
-        return bool(_MODES[self.mode](current, self.best_k_models[self.kth_best_model_path]))
+        return bool(self.monitor_op(current, self.best_k_models[self.kth_best_model_path]))
 
     def _save_last(self, trainer: Any, metrics: dict) -> None:
         previous = self.last_model_path
@@ -502,18 +468,10 @@ class ModelCheckpoint(Checkpoint):
             print(f"Epoch {trainer.current_epoch}, global step {trainer.global_step}: {message}")
 
 
-def _acts_at_train_epoch_end(flag: Optional[bool], trainer: Any) -> bool:
-    """Whether ModelCheckpoint/EarlyStopping act in ``on_train_epoch_end``: when asked to (``flag`` True), when
-    validation ran at this epoch's end, or when there is no validation to wait for."""
-    return flag is True or trainer._epoch_end_validated or not trainer._val_enabled
-
-
-def _missing_metric_message(owner: str, monitor: str, logged: list, trainer: Any) -> str:
-    """The error for a monitored metric that was not logged: the key, what was logged, and the fix."""
-    found = f"logged metrics are: {', '.join(repr(k) for k in logged)}" if logged else "no metrics were logged"
-    where = "validation_step" if trainer._val_enabled else "training_step"
-    return (f"{owner} found no metric {monitor!r}; {found}. Log it with self.log({monitor!r}, ...) in {where}, "
-            "or fix `monitor`.")
+def _name_metrics(trainer: Any) -> dict:
+    """The values a file name may use: ``callback_metrics`` with ``epoch`` and ``step``."""
+    return {**trainer.callback_metrics, "epoch": torch.tensor(trainer.current_epoch),
+            "step": torch.tensor(trainer.global_step)}
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ class ModelSummary(Callback):
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         if self._max_depth == 0:
             return
-        with trainer._precision.forward_context():  # the sizes forward runs in the model's training precision
+        with trainer.precision_plugin.forward_context():  # the sizes forward runs in the model's training precision
             columns, totals = summary_data(pl_module, self._max_depth)  # on every rank: see the class docstring
         if trainer.is_global_zero:
             print(_format(columns, totals))

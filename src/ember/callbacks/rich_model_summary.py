@@ -32,7 +32,7 @@ class RichModelSummary(ModelSummary):
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         if self._max_depth == 0:
             return
-        with trainer._precision.forward_context():  # the sizes forward runs in the model's training precision
+        with trainer.precision_plugin.forward_context():  # the sizes forward runs in the model's training precision
             data = summary_data(pl_module, self._max_depth)  # on every rank, as ModelSummary
         if not trainer.is_global_zero:
             return

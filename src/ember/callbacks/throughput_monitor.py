@@ -100,10 +100,9 @@ class ThroughputMonitor(Callback):
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._update(pl_module, "train", batch)
-        p = trainer._progress
-        # log where the Trainer logs: on batches that stepped (batches_stepped already counts this one)
-        if p.accumulated == 0 and p.batches_stepped % trainer.log_every_n_steps == 0:
-            self._log(trainer, "train", p.batches_stepped - 1, {"epoch": trainer.current_epoch})
+        run = trainer.run_state  # log where the Trainer logs (batches_stepped already counts this batch)
+        if run.is_logging_step:
+            self._log(trainer, "train", run.batches_stepped - 1, {"epoch": trainer.current_epoch})
 
     # --- evaluation ----------------------------------------------------------------------------------------
     def _eval_start(self, trainer: Any, stage: str) -> None:

@@ -394,13 +394,11 @@ class StochasticWeightAveraging(Callback):
 
 def _model_inputs(trainer: Any) -> Iterator[Any]:
     """The training batches' ``forward`` inputs (the first element of a tuple/list batch), on the device."""
-    transfer = trainer._transfer_batch
     limit = trainer.num_training_batches
     for i, batch in enumerate(trainer.train_dataloader):
         if i >= limit:
             return
-        if transfer is not None:
-            batch = transfer(batch, 0)
+        batch = trainer.run_state.to_device(batch)
         if isinstance(batch, (list, tuple)):
             batch = batch[0]
         if not isinstance(batch, Tensor):
