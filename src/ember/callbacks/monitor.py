@@ -15,10 +15,10 @@ _MODES = {"min": torch.lt, "max": torch.gt}
 class MonitorCallback(Callback):
     """Base of the callbacks that act on a monitored metric during ``fit``; subclasses define ``_act(trainer)``.
 
-    They act after a mid-epoch validation (``val_check_interval``) and at the end of each training epoch, in
-    ``on_train_epoch_end``, which ember runs for them after everything else of the epoch (epoch-end validation,
-    other callbacks, the module's hook, the epoch's metric reduction, epoch-interval LR schedulers), when
-    validation ran at the epoch's end or the fit has none. ``act_on_train_epoch_end=True``: only at epoch ends.
+    They act after a mid-epoch validation (``val_check_interval``), and at the end of a training epoch that
+    validated at its end (of every epoch when the fit has no validation); ember runs their ``on_train_epoch_end``
+    after the rest of the epoch (epoch-end validation, other callbacks, the module's hook, the epoch's metric
+    reduction, epoch-interval LR schedulers). ``act_on_train_epoch_end=True``: at every epoch's end, never mid-epoch.
 
     >>> from ember.callbacks import EarlyStopping, ModelCheckpoint
     >>> issubclass(EarlyStopping, MonitorCallback) and issubclass(ModelCheckpoint, MonitorCallback)
