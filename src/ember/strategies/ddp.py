@@ -78,7 +78,6 @@ class DDPStrategy(Strategy):
         self._devices_given = True
         self._accelerator = "cpu"
         self._device_indices: list = [0]
-        self.stop_vote: Optional[StopVote] = None
 
     # --- where this process stands ---------------------------------------------------------------------------
     def _configure(self, accelerator: str, device_indices: list, num_nodes: int, devices_given: bool) -> None:

@@ -140,7 +140,7 @@ def _spawned_worker(local_rank: int, trainer: Any, method: str, args: tuple, env
 def _adopt_worker_output(trainer: Any, model: Any, output: dict, files: dict) -> None:
     import torch
 
-    from ember.trainer.trainer import TrainerState
+    from ember.trainer.states import TrainerState
 
     trainer._model = model
     if model is not None:

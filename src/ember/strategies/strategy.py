@@ -29,6 +29,8 @@ class Strategy:
     def __init__(self, device: Optional[torch.device] = None) -> None:
         self._root_device = device
         self.model: Optional[torch.nn.Module] = None  # what the training step runs through (a DDP wrapper)
+        # how the ranks agree to leave a loop (ddp.py's StopVote); None in one process, where no vote is needed
+        self.stop_vote: Any = None
 
     @property
     def root_device(self) -> torch.device:

@@ -19,6 +19,7 @@ from ember.trainer.metrics import Results
 from ember.trainer.optim import step_schedulers
 from ember.trainer.step import StepPlan, nonfinite_loss
 from ember.trainer.progress import rng_state, set_rng_state
+from ember.trainer.run_state import logs_at
 from ember.trainer.signals import stop_for_signal
 
 
@@ -156,7 +157,7 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
             p.batches_stepped += 1
         if batch_end is not None:
             batch_end(outputs, batch, batch_idx)
-        if stepped and (log_step + 1) % log_every == 0:
+        if stepped and logs_at(log_step + 1, log_every):
             t._log_metrics(results.step_values(logger_only=True), log_step)
             if t._check_finite_when_logging and outputs is not None:  # a GPU syncs here, not on every step
                 loss = outputs.get("loss") if isinstance(outputs, dict) else outputs

@@ -6,7 +6,20 @@ Lightning.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 from ember.utilities.enums import LightningEnum
+
+
+@dataclass
+class TrainerState:
+    """What the trainer is doing (``trainer.state``): ``fn`` is the method running ('fit', 'validate', 'test',
+    'predict'). Here, below the trainer, so that the launcher and strategies can use it."""
+
+    fn: Optional[str] = None
+    stage: Optional[str] = None  # 'train', 'sanity_check', 'validate', 'test', 'predict'
+    status: str = "initializing"  # 'running', 'finished', 'interrupted', 'failed'
 
 
 class TrainerFn(LightningEnum):

@@ -13,7 +13,6 @@ import numbers
 import os
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Union
 
 import torch
@@ -36,15 +35,7 @@ from ember.trainer.optim import configure_optimizers
 from ember.trainer.progress import Progress, rng_state, set_rng_state
 from ember.trainer.run_state import RunState
 from ember.trainer.signals import SignalCatcher
-
-
-@dataclass
-class TrainerState:
-    """What the trainer is doing: ``fn`` is the method running ('fit', 'validate', 'test', 'predict')."""
-
-    fn: Optional[str] = None
-    stage: Optional[str] = None  # 'train', 'sanity_check', 'validate', 'test', 'predict'
-    status: str = "initializing"  # 'running', 'finished', 'interrupted'
+from ember.trainer.states import TrainerState
 
 
 def _from_data(name: str) -> property:
@@ -583,14 +574,6 @@ class Trainer:
     num_sanity_val_batches = _from_data("num_sanity_val_batches")
     num_test_batches = _from_data("num_test_batches")
     num_predict_batches = _from_data("num_predict_batches")
-
-    @property
-    def _val_enabled(self) -> bool:  # TEMPORARY: until the callbacks read trainer.run_state
-        return self.data.val_enabled
-
-    @property
-    def _transfer_batch(self) -> Any:  # TEMPORARY: until the callbacks read trainer.run_state
-        return self.data.transfer
 
     @property
     def lightning_module(self) -> LightningModule:
