@@ -344,6 +344,32 @@ def _epoch_iterator(loader: Any, p: Any) -> Iterator:
     return iterator
 
 
+def run_sanity_check(trainer: Any) -> None:
+    """A few validation batches before training (``num_sanity_val_steps``), to fail early on a broken
+    validation_step. As Lightning: the global random generators (torch, CUDA, NumPy, random) are as they were
+    before it, so a run trains exactly as with num_sanity_val_steps=0 (its DataLoader iterators draw seeds from
+    them); its values are seen during it, then dropped."""
+    t = trainer
+    n = t.num_sanity_val_steps
+    if not t.data.val_enabled or n == 0:
+        return
+    state = rng_state()
+    limits = [b if n == -1 else min(b, n) for b in t.num_val_batches]
+    t.data.num_sanity_val_batches = limits
+    t.sanity_checking = True
+    t.state.stage = "sanity_check"
+    try:
+        for cb in t.callbacks:
+            cb.on_sanity_check_start(t, t.lightning_module)
+        run_evaluation(t, "sanity", t.data.val_loaders, limits)
+        for cb in t.callbacks:
+            cb.on_sanity_check_end(t, t.lightning_module)
+    finally:
+        t.sanity_checking = False
+        set_rng_state(state)
+    t._reset_metrics()
+
+
 # --- validate / test / predict ------------------------------------------------------------------------
 _PREFIX = {"validate": "validation", "test": "test", "predict": "predict", "sanity": "validation"}
 

@@ -9,11 +9,10 @@ import contextlib
 import datetime
 import glob
 import math
-import numbers
 import os
 import time
 import warnings
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -24,15 +23,17 @@ from ember.datamodule import LightningDataModule
 from ember.module import LightningModule
 from ember.profilers import PassThroughProfiler, profiling, resolve_profiler
 from ember.strategies import launcher
-from ember.strategies.strategy import Strategy
 from ember.trainer import checkpoint as _ckpt
 from ember.trainer import loops
+from ember.trainer.arguments import (apply_shortcuts, build_callbacks, build_loggers, check_arguments, check_limit,
+                                     check_weights_only, checkpoints_last, parse_max_time, resolve_strategy,
+                                     uncompiled)
 from ember.trainer.data import TrainerData, check_data_args, no_data_message
 from ember.trainer.hooks import HookRunner, strategy_action
 from ember.trainer.metrics import Results, to_float
 from ember.trainer import step
 from ember.trainer.optim import configure_optimizers
-from ember.trainer.progress import Progress, rng_state, set_rng_state
+from ember.trainer.progress import Progress
 from ember.trainer.run_state import RunState
 from ember.trainer.signals import SignalCatcher
 from ember.trainer.states import TrainerState
@@ -96,10 +97,10 @@ class Trainer:
         enable_autolog_hparams: bool = True,
         on_nonfinite_loss: str = "raise",
     ) -> None:
-        _check_arguments(locals())
+        check_arguments(locals())
         self._plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         device_type, device_indices = resolve_devices(accelerator, devices)
-        self.strategy = _resolve_strategy(strategy, device_type, device_indices, num_nodes,
+        self.strategy = resolve_strategy(strategy, device_type, device_indices, num_nodes,
                                           devices_given=devices not in ("auto", None), plugins=self._plugins)
         self.strategy.sync_batchnorm = sync_batchnorm
         self.profiler = resolve_profiler(profiler)  # a pass-through one costs nothing: it wraps nothing
@@ -112,16 +113,16 @@ class Trainer:
         self.min_epochs = min_epochs
         self.max_steps = max_steps
         self.min_steps = min_steps
-        self._max_time_s = _parse_max_time(max_time)
+        self._max_time_s = parse_max_time(max_time)
         self.accumulate_grad_batches = accumulate_grad_batches
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm.lower() if gradient_clip_algorithm else "norm"
-        self.limit_train_batches = _check_limit("limit_train_batches", limit_train_batches)
-        self.limit_val_batches = _check_limit("limit_val_batches", limit_val_batches)
-        self.limit_test_batches = _check_limit("limit_test_batches", limit_test_batches)
-        self.limit_predict_batches = _check_limit("limit_predict_batches", limit_predict_batches)
-        self.overfit_batches = _check_limit("overfit_batches", overfit_batches)
-        self.val_check_interval = _check_limit("val_check_interval", val_check_interval)
+        self.limit_train_batches = check_limit("limit_train_batches", limit_train_batches)
+        self.limit_val_batches = check_limit("limit_val_batches", limit_val_batches)
+        self.limit_test_batches = check_limit("limit_test_batches", limit_test_batches)
+        self.limit_predict_batches = check_limit("limit_predict_batches", limit_predict_batches)
+        self.overfit_batches = check_limit("overfit_batches", overfit_batches)
+        self.val_check_interval = check_limit("val_check_interval", val_check_interval)
         self.check_val_every_n_epoch = check_val_every_n_epoch
         self.num_sanity_val_steps = 2 if num_sanity_val_steps is None else num_sanity_val_steps
         self.log_every_n_steps = 50 if log_every_n_steps is None else log_every_n_steps
@@ -142,28 +143,11 @@ class Trainer:
         self.sync_batchnorm = sync_batchnorm
         self.default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else os.getcwd()
 
-        if self.fast_dev_run:
-            n = self.fast_dev_run
-            self.limit_train_batches = self.limit_val_batches = n
-            self.limit_test_batches = self.limit_predict_batches = n
-            self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, n, 0
-            self.val_check_interval, self.check_val_every_n_epoch = 1.0, 1
-            self._max_time_s = None
-        if self.overfit_batches:
-            self.limit_train_batches = self.overfit_batches
-            self.limit_val_batches = self.overfit_batches
-
-        if deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
-            torch.backends.cudnn.deterministic = True
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        if benchmark is not None:
-            torch.backends.cudnn.benchmark = benchmark
-
+        apply_shortcuts(self, deterministic, benchmark)
         if barebones:
             logger, enable_checkpointing, enable_progress_bar, enable_model_summary = False, False, False, False
-        self._loggers = _build_loggers(logger, self.default_root_dir, disabled=bool(self.fast_dev_run))
-        self.callbacks = _build_callbacks(callbacks, enable_checkpointing is not False,
+        self._loggers = build_loggers(logger, self.default_root_dir, disabled=bool(self.fast_dev_run))
+        self.callbacks = build_callbacks(callbacks, enable_checkpointing is not False,
                                           enable_progress_bar is not False, enable_model_summary is not False)
 
         self.state = TrainerState()
@@ -209,7 +193,7 @@ class Trainer:
         tensors and plain data only, so a file cannot run code. False: unpickle everything the file holds (objects
         of your own classes included), which runs code named in the file; only for files you trust.
         """
-        _check_weights_only(weights_only)
+        check_weights_only(weights_only)
         if self.strategy.spawns_processes:  # ddp_spawn: run this in new processes, then adopt rank 0's results
             return launcher.spawn(self, "fit", (model, train_dataloaders, val_dataloaders, datamodule, ckpt_path,
                                                 weights_only), model)
@@ -230,7 +214,7 @@ class Trainer:
             anomaly = torch.autograd.set_detect_anomaly(True) if self._detect_anomaly else contextlib.nullcontext()
             with anomaly, self._signals.installed():
                 self._hooks.call("on_fit_start")
-                self._run_sanity_check()
+                loops.run_sanity_check(self)
                 self.state.stage = "train"
                 self._fit_start_time = time.monotonic()
                 loops.run_fit(self)
@@ -253,7 +237,7 @@ class Trainer:
                 ckpt_path: Optional[str] = None, weights_only: Optional[bool] = None) -> Any:
         """Run ``predict_step`` over the data; returns its outputs per batch (a list per dataloader if several).
         ``weights_only``: as in ``fit``."""
-        _check_weights_only(weights_only)
+        check_weights_only(weights_only)
         if self.strategy.spawns_processes:
             return launcher.spawn(self, "predict", (model, dataloaders, datamodule, return_predictions, ckpt_path,
                                                     weights_only), model)
@@ -273,7 +257,7 @@ class Trainer:
 
     def _evaluate(self, stage: str, model: Optional[LightningModule], dataloaders: Any, ckpt_path: Optional[str],
                   verbose: bool, datamodule: Optional[LightningDataModule], weights_only: Optional[bool]) -> list:
-        _check_weights_only(weights_only)
+        check_weights_only(weights_only)
         if self.strategy.spawns_processes:
             return launcher.spawn(self, "_evaluate", (stage, model, dataloaders, ckpt_path, verbose, datamodule,
                                                       weights_only), model)
@@ -311,7 +295,7 @@ class Trainer:
             if self._model is None:
                 raise TypeError(f"Trainer.{fn}() needs a model: pass `trainer.{fn}(model, ...)`.")
             model = self._model
-        model = _uncompiled(model)
+        model = uncompiled(model)
         if not isinstance(model, LightningModule):
             raise TypeError(f"Trainer.{fn}() expects a ember.LightningModule, got {type(model).__name__}. Subclass "
                             "`ember.LightningModule` (or `pl.LightningModule` after `import ember as pl`).")
@@ -407,33 +391,7 @@ class Trainer:
         extra = list(extra) if isinstance(extra, (list, tuple)) else [extra]
         types = {type(cb) for cb in extra}
         kept = [cb for cb in self.callbacks if type(cb) not in types]
-        self.callbacks = _checkpoints_last(kept + extra)
-
-    def _run_sanity_check(self) -> None:
-        if not self.data.val_enabled or self.num_sanity_val_steps == 0:
-            return
-        # As Lightning: the global random generators (torch, CUDA, NumPy, random) are as they were before it, so a
-        # run trains exactly as with num_sanity_val_steps=0 (its DataLoader iterators draw seeds from them)
-        state = rng_state()
-        try:
-            self._sanity_check(self.num_sanity_val_steps)
-        finally:
-            set_rng_state(state)
-
-    def _sanity_check(self, n: int) -> None:
-        limits = [b if n == -1 else min(b, n) for b in self.num_val_batches]
-        self.data.num_sanity_val_batches = limits
-        self.sanity_checking = True
-        self.state.stage = "sanity_check"
-        try:
-            for cb in self.callbacks:
-                cb.on_sanity_check_start(self, self.lightning_module)
-            loops.run_evaluation(self, "sanity", self.data.val_loaders, limits)
-            for cb in self.callbacks:
-                cb.on_sanity_check_end(self, self.lightning_module)
-        finally:
-            self.sanity_checking = False
-        self._reset_metrics()  # as Lightning: the sanity check's values are seen during it, then dropped
+        self.callbacks = checkpoints_last(kept + extra)
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def save_checkpoint(self, filepath: Union[str, os.PathLike], weights_only: bool = False,
@@ -744,210 +702,6 @@ def _release_device(module: torch.nn.Module, optimizers: list) -> None:
     module.cpu()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
-
-
-# --- construction helpers ------------------------------------------------------------------------------------
-def _uncompiled(model: Any) -> Any:
-    """``trainer.fit(torch.compile(model))``: train the LightningModule itself, with its ``forward`` compiled by the
-    same compiler settings. The loop, the hooks and ``self.current_epoch`` stay plain Python; the checkpoint keys
-    stay the module's own (no ``_orig_mod.`` prefix)."""
-    inner = getattr(model, "_orig_mod", None)
-    if type(model).__name__ != "OptimizedModule" or not isinstance(inner, LightningModule):
-        return model
-    if "forward" not in vars(inner):  # compile once, however many times the wrapper is passed in
-        inner.forward = model.dynamo_ctx(inner.forward)
-    return inner
-
-
-_STRATEGY_NAMES = ("auto", "single_device", "ddp", "ddp_find_unused_parameters_true",
-                   "ddp_find_unused_parameters_false", "ddp_spawn", "fsdp")
-
-
-def _resolve_strategy(strategy: Any, device_type: str, device_indices: list, num_nodes: int,
-                      devices_given: bool, plugins: list = ()) -> Strategy:
-    """``Trainer(strategy=...)``: a Strategy object, or a name; 'auto' is DDP when more than one process runs."""
-    from ember.strategies import DDPStrategy, SingleDeviceStrategy
-    from ember.strategies.environment import SLURMEnvironment, TorchElasticEnvironment
-
-    many = len(device_indices) * num_nodes > 1
-    if strategy in ("auto", None):
-        launched = any(env.detect() and env().world_size() > 1 for env in (TorchElasticEnvironment, SLURMEnvironment))
-        chosen: Strategy = DDPStrategy() if many or (launched and not devices_given) else SingleDeviceStrategy()
-    elif isinstance(strategy, Strategy):
-        chosen = strategy
-    elif strategy == "single_device":
-        if many:
-            raise ValueError(f"Trainer(strategy='single_device') runs on one device, but devices={len(device_indices)}"
-                             f" and num_nodes={num_nodes} ask for more. Use strategy='ddp' or 'auto'.")
-        chosen = SingleDeviceStrategy()
-    elif strategy in ("ddp", "ddp_find_unused_parameters_false"):
-        chosen = DDPStrategy()
-    elif strategy == "ddp_find_unused_parameters_true":
-        chosen = DDPStrategy(find_unused_parameters=True)
-    elif strategy == "ddp_spawn":
-        chosen = DDPStrategy(start_method="spawn")
-    elif strategy == "fsdp":
-        from ember.strategies.fsdp import FSDPStrategy
-
-        chosen = FSDPStrategy()
-    else:
-        raise ValueError(f"Trainer(strategy={strategy!r}) is not a strategy ember knows; use one of "
-                         f"{list(_STRATEGY_NAMES)} or a Strategy object such as ember.strategies.DDPStrategy(...).")
-    if num_nodes > 1 and not chosen.__class__.__name__.startswith(("DDP", "FSDP")):
-        raise ValueError(f"Trainer(num_nodes={num_nodes}) needs strategy='ddp' or 'fsdp'.")
-    from ember.strategies.environment import ClusterEnvironment
-
-    for plugin in plugins:  # Trainer(plugins=[SLURMEnvironment(auto_requeue=False)]) as in Lightning
-        if not isinstance(plugin, ClusterEnvironment):
-            raise ValueError(
-                f"Trainer(plugins=[{type(plugin).__name__}...]): ember takes cluster environments as plugins "
-                "(SLURMEnvironment, TorchElasticEnvironment, LightningEnvironment, or a ClusterEnvironment subclass); "
-                f"got {plugin!r}. Precision is set with Trainer(precision=...), the strategy with "
-                "Trainer(strategy=...); docs/migration.md lists Lightning's plugins and ember's equivalents."
-            )
-        if hasattr(chosen, "cluster_environment") and chosen.cluster_environment is None:
-            chosen.cluster_environment = plugin
-    chosen._configure(device_type, device_indices, num_nodes, devices_given)
-    return chosen
-
-
-def _check_weights_only(value: Any) -> None:
-    if value is not None and not isinstance(value, bool):
-        raise ValueError(f"weights_only={value!r} must be None, True or False (False unpickles the whole checkpoint "
-                         "file, which runs code named in it: only for files you trust).")
-
-
-def _check_int(name: str, value: Any, minimum: int, meaning: str = "", optional: bool = False) -> None:
-    """``Trainer(name=value)``: an int >= ``minimum`` (or None when ``optional``), else a ValueError giving the range."""
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        allowed = f"an int >= {minimum}{meaning}" + (", or None" if optional else "")
-        raise ValueError(f"Trainer({name}={value!r}) must be {allowed}.")
-
-
-def _check_arguments(args: dict) -> None:
-    """Every numeric Trainer argument in its range, checked before anything is built: a value out of range fails
-    here, naming the argument, the value and what is allowed (never later as a ZeroDivisionError, or silently, as a
-    negative clipping value that would reverse every update)."""
-    _check_int("num_nodes", args["num_nodes"], 1)
-    _check_int("accumulate_grad_batches", args["accumulate_grad_batches"], 1)
-    _check_int("max_epochs", args["max_epochs"], -1, " (-1: no limit)", optional=True)
-    _check_int("min_epochs", args["min_epochs"], 0, optional=True)
-    _check_int("max_steps", args["max_steps"], -1, " (-1: no limit)")
-    _check_int("min_steps", args["min_steps"], 0, optional=True)
-    _check_int("check_val_every_n_epoch", args["check_val_every_n_epoch"], 1,
-               " (None: validate by val_check_interval batches across epochs)", optional=True)
-    _check_int("num_sanity_val_steps", args["num_sanity_val_steps"], -1, " (-1: every validation batch; 0: no "
-               "sanity check)", optional=True)
-    _check_int("reload_dataloaders_every_n_epochs", args["reload_dataloaders_every_n_epochs"], 0,
-               " (0: never reload)")
-    _check_int("log_every_n_steps", args["log_every_n_steps"], 1, optional=True)
-    fast_dev_run = args["fast_dev_run"]
-    if not isinstance(fast_dev_run, bool):
-        _check_int("fast_dev_run", fast_dev_run, 0, " (or a bool; N: run N batches of each loop)")
-    clip = args["gradient_clip_val"]
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, numbers.Real) or not clip >= 0):
-        raise ValueError(f"Trainer(gradient_clip_val={clip!r}) must be a number >= 0 (None or 0: no clipping). A "
-                         "negative value would scale every gradient by a negative factor and reverse the updates.")
-    algorithm = args["gradient_clip_algorithm"]
-    if algorithm is not None and (not isinstance(algorithm, str) or algorithm.lower() not in ("norm", "value")):
-        raise ValueError(f"Trainer(gradient_clip_algorithm={algorithm!r}) must be 'norm' or 'value' (or None: "
-                         "'norm').")
-    interval = args["val_check_interval"]
-    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (numbers.Integral, float))
-                                 or interval <= 0 or (isinstance(interval, float) and interval > 1.0)):
-        raise ValueError(f"Trainer(val_check_interval={interval!r}) must be a float in (0.0, 1.0] (a fraction of the "
-                         "training epoch) or an int >= 1 (every N training batches). To switch validation off, use "
-                         "limit_val_batches=0.")
-    if interval is not None and isinstance(interval, float) and args["check_val_every_n_epoch"] is None:
-        raise ValueError(f"Trainer(val_check_interval={interval!r}, check_val_every_n_epoch=None): without epochs "
-                         "to count in, val_check_interval must be an int number of training batches.")
-
-
-def _check_limit(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)) or not value >= 0 or (
-            isinstance(value, float) and value > 1.0):  # `not value >= 0` also refuses NaN
-        raise ValueError(f"Trainer({name}={value!r}) must be a float in [0.0, 1.0] (a fraction of the batches) or "
-                         "an int >= 0 (a number of batches).")
-    return value
-
-
-def _parse_max_time(value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    seconds = None
-    if isinstance(value, datetime.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, dict):
-        try:
-            seconds = datetime.timedelta(**value).total_seconds()
-        except TypeError:  # a key timedelta does not take, or a value that is not a number
-            seconds = None
-    elif isinstance(value, str):
-        parts = value.split(":")
-        if len(parts) == 4 and all(p.isdigit() for p in parts):
-            d, h, m, s = map(int, parts)
-            seconds = datetime.timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds()
-    if seconds is not None and seconds >= 0:
-        return seconds
-    if seconds is not None:
-        raise ValueError(f"Trainer(max_time={value!r}) is a negative duration; it must be >= 0.")
-    raise ValueError(f"Trainer(max_time={value!r}) must be 'DD:HH:MM:SS', a datetime.timedelta or a dict like "
-                     "{'hours': 1} (datetime.timedelta's keyword arguments).")
-
-
-def _build_loggers(logger: Any, root: str, disabled: bool) -> list:
-    if disabled or logger is False:
-        return []
-    if logger is None or logger is True:  # as Lightning: TensorBoard when it is installed, else CSV
-        from ember.loggers.tensorboard import _tensorboard_available
-
-        if _tensorboard_available():
-            from ember.loggers.tensorboard import TensorBoardLogger
-
-            return [TensorBoardLogger(save_dir=root)]
-        from ember.loggers.csv_logs import CSVLogger
-
-        return [CSVLogger(save_dir=root)]
-    return list(logger) if isinstance(logger, Iterable) and not hasattr(logger, "log_metrics") else [logger]
-
-
-def _build_callbacks(callbacks: Any, checkpointing: bool, progress_bar: bool, summary: bool) -> list:
-    from ember.callbacks.checkpoint import Checkpoint
-    from ember.callbacks.model_checkpoint import ModelCheckpoint
-    from ember.callbacks.model_summary import ModelSummary
-    from ember.callbacks.progress import ProgressBar, TQDMProgressBar
-
-    given = [] if callbacks is None else [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
-    for cb in given:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"Trainer(callbacks=...) got a {type(cb).__name__}; every callback must subclass "
-                            "ember.Callback.")
-    if summary and not any(isinstance(cb, ModelSummary) for cb in given):
-        given.append(ModelSummary())
-    if progress_bar and not any(isinstance(cb, ProgressBar) for cb in given):
-        given.append(TQDMProgressBar())
-    if not progress_bar:
-        given = [cb for cb in given if not isinstance(cb, ProgressBar)]
-    # Any Checkpoint (OnExceptionCheckpoint too) replaces the default ModelCheckpoint, as in Lightning
-    has_checkpoint = any(isinstance(cb, Checkpoint) for cb in given)
-    if checkpointing and not has_checkpoint:
-        given.append(ModelCheckpoint())
-    if not checkpointing and has_checkpoint:
-        raise ValueError("Trainer(enable_checkpointing=False) but a checkpoint callback is in callbacks; remove one "
-                         "of the two.")
-    return _checkpoints_last(given)
-
-
-def _checkpoints_last(callbacks: list) -> list:
-    """Checkpoint callbacks run after the other callbacks, so the state they save includes theirs."""
-    from ember.callbacks.checkpoint import Checkpoint
-
-    return [cb for cb in callbacks if not isinstance(cb, Checkpoint)] + \
-        [cb for cb in callbacks if isinstance(cb, Checkpoint)]
 
 
 def _print_results(stage: str, results: list) -> None:
