@@ -9,6 +9,7 @@ import contextlib
 import datetime
 import glob
 import math
+import operator
 import os
 import time
 import warnings
@@ -39,8 +40,9 @@ from ember.trainer.signals import SignalCatcher
 from ember.trainer.states import TrainerState
 
 
-def _from_data(name: str) -> property:
-    return property(lambda trainer: getattr(trainer.data, name), doc=f"``trainer.data.{name}``")
+def _read(owner: str, name: str) -> property:
+    """A read-only property that reads ``trainer.<owner>.<name>``."""
+    return property(operator.attrgetter(f"{owner}.{name}"), doc=f"``trainer.{owner}.{name}``")
 
 
 class Trainer:
@@ -522,16 +524,26 @@ class Trainer:
             metrics.update(pbar)
         return to_float(metrics)
 
-    # --- properties users read (the data ones from trainer.data) -----------------------------------------------------------------------------
-    train_dataloader = _from_data("train_dataloader")
-    val_dataloaders = _from_data("val_dataloaders")
-    test_dataloaders = _from_data("test_dataloaders")
-    predict_dataloaders = _from_data("predict_dataloaders")
-    num_training_batches = _from_data("num_training_batches")
-    num_val_batches = _from_data("num_val_batches")
-    num_sanity_val_batches = _from_data("num_sanity_val_batches")
-    num_test_batches = _from_data("num_test_batches")
-    num_predict_batches = _from_data("num_predict_batches")
+    # --- properties users read ------------------------------------------------------------------------------
+    train_dataloader = _read("data", "train_dataloader")
+    val_dataloaders = _read("data", "val_dataloaders")
+    test_dataloaders = _read("data", "test_dataloaders")
+    predict_dataloaders = _read("data", "predict_dataloaders")
+    num_training_batches = _read("data", "num_training_batches")
+    num_val_batches = _read("data", "num_val_batches")
+    num_sanity_val_batches = _read("data", "num_sanity_val_batches")
+    num_test_batches = _read("data", "num_test_batches")
+    num_predict_batches = _read("data", "num_predict_batches")
+    current_epoch = _read("_progress", "epoch")
+    global_step = _read("_progress", "optimizer_steps")
+    precision = _read("_precision", "name")
+    scaler = _read("_precision", "scaler")
+    num_devices = _read("strategy", "num_processes")
+    global_rank = _read("strategy", "global_rank")
+    local_rank = _read("strategy", "local_rank")
+    node_rank = _read("strategy", "node_rank")
+    world_size = _read("strategy", "world_size")
+    num_nodes = _read("strategy", "num_nodes")
 
     @property
     def lightning_module(self) -> LightningModule:
@@ -543,33 +555,13 @@ class Trainer:
         return self.strategy.model if self.strategy.model is not None else self._model
 
     @property
-    def current_epoch(self) -> int:
-        return self._progress.epoch
-
-    @property
-    def global_step(self) -> int:
-        return self._progress.optimizer_steps
-
-    @property
-    def precision(self) -> str:
-        return self._precision.name
-
-    @property
     def precision_plugin(self) -> Precision:
         """The run's precision: ``forward_context()`` runs code under its autocast, as the training step does."""
         return self._precision
 
     @property
-    def scaler(self) -> Optional[torch.amp.GradScaler]:
-        return self._precision.scaler
-
-    @property
     def device_ids(self) -> list:
         return list(getattr(self.strategy, "_device_indices", [self._device.index or 0]))
-
-    @property
-    def num_devices(self) -> int:
-        return self.strategy.num_processes
 
     @property
     def root_device(self) -> torch.device:
@@ -578,26 +570,6 @@ class Trainer:
     @property
     def is_global_zero(self) -> bool:
         return self.strategy.global_rank == 0
-
-    @property
-    def global_rank(self) -> int:
-        return self.strategy.global_rank
-
-    @property
-    def local_rank(self) -> int:
-        return self.strategy.local_rank
-
-    @property
-    def node_rank(self) -> int:
-        return self.strategy.node_rank
-
-    @property
-    def world_size(self) -> int:
-        return self.strategy.world_size
-
-    @property
-    def num_nodes(self) -> int:
-        return self.strategy.num_nodes
 
     @property
     def training(self) -> bool:
