@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import ember
-from ember import _utils
 from ember.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from ember.callbacks.model_summary import ModelSummary
 from ember.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
@@ -26,6 +25,7 @@ from ember.loggers import CSVLogger, TensorBoardLogger
 from ember.loggers.logger import DummyExperiment, Logger, rank_zero_experiment, rank_zero_only
 from ember.strategies.strategy import Strategy
 from ember.utilities.rank_zero import rank_zero_only as utilities_rank_zero_only
+from ember.utilities.rank_zero import rank_zero_warn
 
 from conftest import BoringModel, random_loader
 
@@ -320,7 +320,7 @@ def test_rank_zero_experiment_on_a_users_logger(restore_rank):
 
 def test_rank_zero_warn_warns_on_rank_zero_only_and_points_at_the_caller(restore_rank):
     def helper():
-        _utils.rank_zero_warn("from ember")  # stacklevel=3: the line that called helper
+        rank_zero_warn("from ember")  # stacklevel=3: the line that called helper
 
     with pytest.warns(UserWarning, match="from ember") as record:
         line = sys._getframe().f_lineno + 1

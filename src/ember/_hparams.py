@@ -15,7 +15,8 @@ from torch import nn
 
 from ember._hparams_objects import OBJECT_KEY, hparams_for_display  # noqa: F401  (imported from here by cli, loggers)
 from ember._hparams_objects import SCALARS, NotRebuilt, describe, plain_key, rebuild, same, short_repr
-from ember._utils import AttributeDict, rank_zero_warn
+from ember._utils import AttributeDict
+from ember.utilities.rank_zero import rank_zero_warn
 
 CLI_KEY = "_ember_cli_"  # stored hparams: the names whose value is the CLI config that built the object
 

@@ -79,13 +79,6 @@ def is_overridden(name: str, obj: Any, base: type) -> bool:
     return impl is not default
 
 
-def rank_zero_warn(message: str, category: type = UserWarning, stacklevel: int = 3) -> None:
-    """``ember.utilities.rank_zero.rank_zero_warn`` (warn on global rank 0 only), for ember's own modules."""
-    from ember.utilities.rank_zero import rank_zero_warn as _warn
-
-    _warn(message, category, stacklevel=stacklevel + 1)  # one frame more: this function
-
-
 def adapt_step(fn: Any) -> Any:
     """Lightning lets a ``*_step`` omit ``batch_idx``: call such a step with the batch alone."""
     try:

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
-from ember._utils import rank_zero_warn
+from ember.utilities.rank_zero import rank_zero_warn
 from ember.callbacks.callback import Callback
 
 log = logging.getLogger(__name__)

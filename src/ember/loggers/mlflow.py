@@ -221,13 +221,13 @@ class MLFlowLogger(Logger):
         for key, value in metrics.items():
             key = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
             if isinstance(value, str):
-                from ember._utils import rank_zero_warn
+                from ember.utilities.rank_zero import rank_zero_warn
 
                 rank_zero_warn(f"MLFlowLogger dropped metric {key}={value!r}: MLflow metrics are numbers.")
                 continue
             clean = re.sub(r"[^a-zA-Z0-9_/. \-]+", "", key)
             if clean != key:
-                from ember._utils import rank_zero_warn
+                from ember.utilities.rank_zero import rank_zero_warn
 
                 rank_zero_warn(f"MLFlowLogger renamed metric {key!r} to {clean!r}: MLflow names may hold letters, "
                                "digits and the characters _ - . / and space.", RuntimeWarning)
@@ -302,7 +302,7 @@ class MLFlowLogger(Logger):
             message = f"MLFlowLogger: MLflow failed to write some logged values: {error}"
             if status in ("success", "finished"):
                 raise RuntimeError(message) from error
-            from ember._utils import rank_zero_warn
+            from ember.utilities.rank_zero import rank_zero_warn
 
             rank_zero_warn(message, RuntimeWarning)  # the run failed already: do not hide its exception
 

@@ -158,7 +158,7 @@ class TensorBoardLogger(_VersionedLogger):
         if input_array is None:
             input_array = getattr(model, "example_input_array", None)
         if input_array is None:
-            from ember._utils import rank_zero_warn
+            from ember.utilities.rank_zero import rank_zero_warn
 
             rank_zero_warn("TensorBoardLogger(log_graph=True) could not draw the graph: set "
                            "`self.example_input_array` in your LightningModule, or pass `input_array`.")

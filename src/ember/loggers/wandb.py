@@ -93,7 +93,7 @@ class WandbLogger(Logger):
             if self._save_dir is not None:
                 os.makedirs(self._save_dir, exist_ok=True)
             if wandb.run is not None:
-                from ember._utils import rank_zero_warn
+                from ember.utilities.rank_zero import rank_zero_warn
 
                 rank_zero_warn("WandbLogger is reusing the wandb run already in progress in this process "
                                f"({wandb.run.id}). Call `wandb.finish()` before creating the logger to start a new run.")

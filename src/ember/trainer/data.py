@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch
 
-from ember._utils import is_overridden, move_data_to_device, rank_zero_warn
+from ember._utils import is_overridden, move_data_to_device
 from ember.datamodule import LightningDataModule
 from ember.module import LightningModule
 from ember.trainer.hooks import strategy_action
 from ember.trainer.signals import shield_workers
+from ember.utilities.rank_zero import rank_zero_warn
 from ember.utilities.warnings import PossibleUserWarning
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import Tensor
 
-from ember._utils import adapt_step, rank_zero_warn
+from ember._utils import adapt_step
 from ember.trainer.hooks import StepHooks, strategy_action
 from ember.trainer.metrics import Results
 from ember.trainer.optim import step_schedulers
@@ -21,6 +21,7 @@ from ember.trainer.step import StepPlan, nonfinite_loss
 from ember.trainer.progress import rng_state, set_rng_state
 from ember.trainer.run_state import logs_at
 from ember.trainer.signals import stop_for_signal
+from ember.utilities.rank_zero import rank_zero_warn
 
 
 # --- fit -------------------------------------------------------------------------------------------
