@@ -10,7 +10,7 @@ import torch
 import ember
 from conftest import BoringModel, random_loader
 from ember.profilers import (
-    AdvancedProfiler, PassThroughProfiler, Profiler, PyTorchProfiler, SimpleProfiler, instrument, resolve_profiler,
+    AdvancedProfiler, PassThroughProfiler, PyTorchProfiler, SimpleProfiler, resolve_profiler,
 )
 
 STEP = "[Strategy]SingleDeviceStrategy.training_step"
@@ -35,58 +35,31 @@ def _calls(profiler: SimpleProfiler, suffix: str) -> int:
     return found[0]
 
 
-# --- without the Trainer: instrument() applied by hand for part of a run -------------------------------------
-class _InstrumentDuringTraining(ember.Callback):
-    """Instruments at on_fit_start (before the first training iterator is made, as in Lightning before
-    on_train_start) and undoes at on_train_end, as ``profiling()`` does around a run."""
-
-    def __init__(self, profiler: Profiler) -> None:
-        self.profiler = profiler
-        self.undo = None
-        self.wrapped_inside = None
-
-    def on_fit_start(self, trainer, pl_module):
-        self.undo = instrument(trainer, self.profiler)
-        self.wrapped_inside = "backward" in vars(pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        self.undo()
-
-
-def test_instrument_times_the_loop_and_undo_restores_everything(trainer_kwargs):
+# --- a profiled run: each part built already timed, nothing patched ------------------------------------------
+def test_a_profiled_run_times_the_loop_and_patches_nothing(trainer_kwargs):
     profiler = SimpleProfiler()
-    cb = _InstrumentDuringTraining(profiler)
+    seen = {}
+
+    class Check(ember.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen["module"] = set(vars(pl_module)) & {"training_step", "backward", "optimizer_zero_grad"}
+            seen["opt"] = "step" in vars(trainer.optimizers[0])
+
     model = BoringModel()
-    trainer = ember.Trainer(max_epochs=2, limit_val_batches=2, num_sanity_val_steps=0, callbacks=[cb],
-                            **trainer_kwargs)
+    trainer = ember.Trainer(max_epochs=2, limit_val_batches=2, num_sanity_val_steps=0, callbacks=[Check()],
+                            profiler=profiler, **trainer_kwargs)
     trainer.fit(model, random_loader(n=48), random_loader(n=16))  # 6 batches per epoch
-    assert cb.wrapped_inside
     assert _calls(profiler, STEP) == 12
     assert _calls(profiler, BACKWARD) == 12
     assert _calls(profiler, "BoringModel.optimizer_step") == 12
     assert _calls(profiler, "BoringModel.optimizer_zero_grad") == 12
     assert _calls(profiler, VAL_STEP) == 4
     assert _calls(profiler, FETCH) in (12, 14)  # the fetch that ends an epoch is timed too
-    # undone: the module, optimizer and trainer have no instance attributes shadowing their methods
+    assert _calls(profiler, "[Callback]Check.on_train_batch_end") == 12
+    # no instance attribute shadows a method of the module or the optimizer, during the run or after it
+    assert seen == {"module": set(), "opt": False}
     assert not {"backward", "optimizer_zero_grad", "validation_step", "training_step"} & set(vars(model))
     assert "step" not in vars(trainer.optimizers[0])
-    assert not getattr(trainer._training_step, "_ember_profiled", False)
-    assert "_train_loader_for_epoch" not in vars(trainer)
-
-
-def test_passthrough_instruments_nothing(trainer_kwargs):
-    undo = []
-
-    class Check(ember.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            undo.append(instrument(trainer, PassThroughProfiler()))
-            assert "backward" not in vars(pl_module)
-            assert not getattr(trainer._training_step, "_ember_profiled", False)
-
-    trainer = ember.Trainer(max_epochs=1, callbacks=[Check()], **trainer_kwargs)
-    trainer.fit(BoringModel(), random_loader(n=16))
-    assert len(undo) == 2
-    undo[0]()  # a no-op
 
 
 def test_no_profiler_leaves_the_hot_path_alone(trainer_kwargs):
@@ -97,7 +70,7 @@ def test_no_profiler_leaves_the_hot_path_alone(trainer_kwargs):
             seen["module"] = set(vars(pl_module)) & {"training_step", "backward", "optimizer_zero_grad"}
             seen["step"] = trainer._training_step
             seen["opt"] = "step" in vars(trainer.optimizers[0])
-            seen["loader"] = type(trainer._train_loader_for_epoch())
+            seen["loader"] = type(trainer.data.train_loader_for_epoch(trainer.current_epoch))
 
     model = BoringModel()
     trainer = ember.Trainer(max_epochs=1, callbacks=[Check()], **trainer_kwargs)

@@ -5,10 +5,9 @@ backward, the optimizer step, the data fetch and every hook, with Lightning's ac
 (``[Strategy]SingleDeviceStrategy.training_step``, ``[Callback]ModelCheckpoint.on_train_batch_end``,
 ``[_TrainingEpochLoop].train_dataloader_next``, ...), and prints (or writes) a report at the end.
 
-How it stays free when unused: the loop has no profiler branches. For the length of one run,
-``instrument`` replaces the bound methods the loop calls with timed versions (on the instances:
-the trainer, the module, the optimizers, the hook table) and puts the originals back afterwards.
-With no profiler (``PassThroughProfiler``) nothing is replaced, so the hot path is untouched.
+How it stays free when unused: the Trainer hands the profiler to what it builds for a run (the hook table,
+the steps, the batch transfer, the training loader, the optimizer step), which come already wrapped with
+``Profiler.timed``. With no profiler (``PassThroughProfiler``) nothing is wrapped: the hot path is untouched.
 
 >>> import ember
 >>> trainer = ember.Trainer(profiler=SimpleProfiler(filename="perf_logs"))  # doctest: +SKIP
@@ -23,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Union
 
-from ember.profilers._instrument import instrument, profiling
+from ember.profilers._instrument import profiling
 from ember.profilers.advanced import AdvancedProfiler
 from ember.profilers.base import PassThroughProfiler
 from ember.profilers.profiler import Profiler
@@ -37,7 +36,6 @@ __all__ = [
     "PyTorchProfiler",
     "SimpleProfiler",
     "XLAProfiler",
-    "instrument",
     "profiling",
     "resolve_profiler",
 ]

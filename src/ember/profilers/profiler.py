@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from abc import ABC, abstractmethod
-from typing import Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 
@@ -44,6 +45,27 @@ class Profiler(ABC):
             yield action_name
         finally:
             self.stop(action_name)
+
+    def timed(self, fn: Callable, action_name: str) -> Callable:
+        """``fn`` wrapped so that each call is recorded as ``action_name`` (the Trainer builds a profiled run's
+        steps and hooks with it)."""
+        start, stop = self.start, self.stop
+
+        @functools.wraps(fn)  # keeps the signature, which the Trainer inspects (adapt_step)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start(action_name)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                stop(action_name)
+
+        return timed
+
+    def timed_loader(self, loader: Any, action_name: str) -> Any:
+        """``loader`` with each batch fetched recorded as ``action_name``; everything else is the loader's."""
+        from ember.profilers._instrument import ProfiledLoader
+
+        return ProfiledLoader(loader, self, action_name)
 
     def setup(self, stage: str, local_rank: Optional[int] = None, log_dir: Optional[str] = None) -> None:
         """Called by the Trainer when a run starts: ``stage`` is 'fit', 'validate', 'test' or 'predict'."""
