@@ -127,7 +127,7 @@ def _spawned_worker(local_rank: int, trainer: Any, method: str, args: tuple, env
         cb = trainer.checkpoint_callback
         queue.put({
             "state": vars(trainer.state), "progress": {k: getattr(trainer._progress, k) for k in _COUNTERS},
-            "logged_metrics": {k: float(v) for k, v in trainer._logged_metrics.items()},
+            "logged_metrics": {k: float(v) for k, v in trainer.logged_metrics.items()},
             "checkpoint": None if cb is None else {
                 "best_model_path": cb.best_model_path, "last_model_path": cb.last_model_path,
                 "best_model_score": None if cb.best_model_score is None else float(cb.best_model_score),
@@ -149,8 +149,9 @@ def _adopt_worker_output(trainer: Any, model: Any, output: dict, files: dict) ->
     trainer.state = TrainerState(**output["state"])
     for key in _COUNTERS:
         setattr(trainer._progress, key, output["progress"][key])
-    trainer._epoch_metrics = files["callback_metrics"]
-    trainer._logged_metrics = {k: torch.tensor(v) for k, v in output["logged_metrics"].items()}
+    trainer._metrics.reset()
+    trainer._metrics.store((files["callback_metrics"], {k: torch.tensor(v) for k, v in output["logged_metrics"].items()},
+                            {}))
     cb = trainer.checkpoint_callback
     if cb is not None and output["checkpoint"] is not None:
         saved = output["checkpoint"]

@@ -100,7 +100,7 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
     module = t.lightning_module
     hooks = t._hooks
     loader = t.data.train_loader_for_epoch(p.epoch) if first is None else first[0]
-    results = t._train_results = Results("train", distributed=t.world_size > 1)
+    results = t._metrics.train = Results("train", distributed=t.world_size > 1)
     module._log_store = results  # the module's train/eval modes are the user's: ember does not call .train()
     hooks.call("on_train_epoch_start")
     # the step is decided from what is configured now (callbacks may have changed it since the last epoch)
@@ -233,10 +233,10 @@ def finish_train_epoch(trainer: Any, results: Results, validate: bool) -> None:
     results.epoch_end_reached = True
     hooks.call_callbacks("on_train_epoch_end", monitoring=False)
     hooks.call_module("on_train_epoch_end")
-    t._store_metrics(results.step_metrics())  # the last step's values stay readable after the epoch
+    t._metrics.store(results.step_metrics())  # the last step's values stay readable after the epoch
     logged = results.epoch_end()
-    t._store_metrics(logged)
-    t._train_results = None  # the epoch is reduced: its values are no longer live
+    t._metrics.store(logged)
+    t._metrics.train = None  # the epoch is reduced: its values are no longer live
     t._log_metrics(logged[1], max(p.batches_stepped - 1, 0))
     if module.automatic_optimization:
         step_schedulers(t, "epoch")
@@ -368,7 +368,7 @@ def run_sanity_check(trainer: Any) -> None:
     finally:
         t.sanity_checking = False
         set_rng_state(state)
-    t._reset_metrics()
+    t._metrics.reset()
 
 
 # --- validate / test / predict ------------------------------------------------------------------------
@@ -403,7 +403,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     no_grad = torch.inference_mode() if t._inference_mode and t.state.fn != "fit" else torch.no_grad()
     t._evaluating = stage
     if stage != "predict":
-        t._eval_results = results  # callback_metrics and friends show its values while it runs
+        t._metrics.eval = results  # callback_metrics and friends show its values while it runs
     batch_start, batch_end = hooks.caller(f"on_{prefix}_batch_start"), hooks.caller(f"on_{prefix}_batch_end")
     module_dict, step_name = module.__dict__, f"{prefix}_step"  # written per batch: self.log's defaults follow it
     # As Lightning, the first dataloader's iterator is made before the hooks, each next one when the previous is
@@ -449,18 +449,18 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
                         t._log_metrics(results.step_values(logger_only=True), at, add_epoch=False)
                 if multi and dl_idx < len(loaders) - 1 and stage != "predict":
                     # as Lightning: a dataloader's values are kept once it is done (read while the next one runs)
-                    t._store_metrics(results.step_metrics())
-                    t._store_metrics(results.epoch_metrics(reset=False, dataloader_idx=dl_idx))
+                    t._metrics.store(results.step_metrics())
+                    t._metrics.store(results.epoch_metrics(reset=False, dataloader_idx=dl_idx))
             results.epoch_end_reached = True  # on_*_epoch_end reads the epoch values
             hooks.call(f"on_{prefix}_epoch_end")
             per_loader: list = []
             if stage != "predict":
-                t._store_metrics(results.step_metrics())
+                t._metrics.store(results.step_metrics())
                 views = results.epoch_end()
-                if stage == "validate" and t._train_results is not None and not t._warned_shared_names:
-                    _warn_shared_names(t, t._train_results, results)
-                t._store_metrics(views)
-                t._eval_results = None
+                if stage == "validate" and t._metrics.train is not None and not t._warned_shared_names:
+                    _warn_shared_names(t, t._metrics.train, results)
+                t._metrics.store(views)
+                t._metrics.eval = None
                 if not sanity:
                     p = t._progress
                     during_fit = stage == "validate" and t.state.fn == "fit"
@@ -472,7 +472,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
                 module.__dict__.pop("_modes_before_eval", None)  # the hook decided the modes: nothing to restore
     finally:
         t._evaluating = None
-        t._eval_results = None
+        t._metrics.eval = None
         module._restore_modes_before_eval()  # predict, or a failed run; a no-op once the train hook restored them
         module._log_store = None
     if stage == "predict":

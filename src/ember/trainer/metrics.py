@@ -11,7 +11,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from ember._utils import extract_batch_size
+from ember._utils import extract_batch_size, move_data_to_device
 
 # hooks whose logs default to per-step values; every other hook defaults to per-epoch values
 _STEP_HOOKS = frozenset({
@@ -351,6 +351,48 @@ class Results:
             for i in targets:
                 per_loader[i][name] = logged[name]
         return per_loader
+
+
+class MetricViews:
+    """The three views users read (``trainer.callback_metrics``, ``logged_metrics``, ``progress_bar_metrics``):
+    what finished loops stored, plus the live values of the running loops (``train``, ``eval``), merged when read.
+    Each run starts empty, as in Lightning."""
+
+    def __init__(self) -> None:
+        self.train: Optional[Results] = None
+        self.eval: Optional[Results] = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.callback: dict = {}  # one dict per run, as Lightning's: what a callback adds to it stays
+        self.logged: dict = {}
+        self.pbar: dict = {}
+
+    def store(self, views: tuple) -> None:
+        """Keep (callback, logger, progress bar) values of a finished step or epoch."""
+        for stored, values in zip((self.callback, self.logged, self.pbar), views):
+            stored.update(values)
+
+    def read(self, which: int) -> dict:
+        """0: callback_metrics (the stored dict itself), 1: logged_metrics, 2: progress bar values (copies)."""
+        stored = (self.callback, self.logged, self.pbar)[which]
+        merged = stored if which == 0 else dict(stored)
+        for results in (self.train, self.eval):
+            if results is not None:
+                merged.update(results.live_metrics()[which])
+        return merged
+
+    def end_run(self, failed: bool, on_device: bool) -> None:
+        """A run ended: a training epoch stopped mid-way keeps its last step's values (unless the run failed); the
+        views hold CPU tensors afterwards, as in Lightning (one copy per run)."""
+        if self.train is not None and not failed:
+            self.store(self.train.step_metrics())
+        self.train = self.eval = None
+        if not on_device:
+            return
+        cpu = torch.device("cpu")
+        self.callback, self.logged, self.pbar = (move_data_to_device(d, cpu) for d in (self.callback, self.logged,
+                                                                                          self.pbar))
 
 
 def _resolve_options(fx: Optional[str], key: str, on_step: Optional[bool], on_epoch: Optional[bool],

@@ -31,7 +31,7 @@ from ember.trainer.arguments import (apply_shortcuts, build_callbacks, build_log
                                      uncompiled)
 from ember.trainer.data import TrainerData, check_data_args, no_data_message
 from ember.trainer.hooks import HookRunner, strategy_action
-from ember.trainer.metrics import Results, to_float
+from ember.trainer.metrics import MetricViews, to_float
 from ember.trainer import step
 from ember.trainer.optim import configure_optimizers
 from ember.trainer.progress import Progress
@@ -164,13 +164,7 @@ class Trainer:
         self.datamodule: Optional[LightningDataModule] = None
         self._hooks: Optional[HookRunner] = None
         self._profiler_now: Any = None  # the profiler of the running run, None when there is none
-        # the three metric views users read (callback_metrics, logged_metrics, progress_bar_metrics): what finished
-        # loops stored, plus the running loops' live values (_train_results, _eval_results), merged when read
-        self._train_results: Optional[Results] = None
-        self._eval_results: Optional[Results] = None
-        self._epoch_metrics: dict = {}
-        self._logged_metrics: dict = {}
-        self._epoch_pbar: dict = {}
+        self._metrics = MetricViews()  # what callback_metrics, logged_metrics and progress_bar_metrics show
         self._fit_start_time = time.monotonic()
         self._evaluating: Optional[str] = None
         self._epoch_end_validated = False
@@ -308,7 +302,7 @@ class Trainer:
         self.state = TrainerState(fn=fn, status="running")
         self.should_stop = False
         self._signals.received = None  # received_sigterm speaks of this run
-        self._reset_metrics()  # as Lightning: each run's metrics only (after test(), no train_loss)
+        self._metrics.reset()  # as Lightning: each run's metrics only (after test(), no train_loss)
         model.trainer = self
         if self.datamodule is not None:
             self.datamodule.trainer = self
@@ -368,13 +362,7 @@ class Trainer:
             model.teardown(stage)
             if self.datamodule is not None:
                 self.datamodule.teardown(stage)
-            if self._train_results is not None and self.state.status != "failed":
-                self._store_metrics(self._train_results.step_metrics())  # stopped mid-epoch: its last step's values
-            self._train_results = self._eval_results = None
-            if self._device.type != "cpu":  # as Lightning: the views hold CPU tensors after a run (one copy per run)
-                cpu = torch.device("cpu")
-                self._epoch_metrics, self._logged_metrics, self._epoch_pbar = (
-                    move_data_to_device(d, cpu) for d in (self._epoch_metrics, self._logged_metrics, self._epoch_pbar))
+            self._metrics.end_run(failed=self.state.status == "failed", on_device=self._device.type != "cpu")
             model._log_store = None
         for lg in self._loggers:
             lg.finalize("success")
@@ -456,19 +444,6 @@ class Trainer:
         return self.strategy.load_checkpoint(path, self._device, weights_only=weights_only)
 
     # --- metrics -------------------------------------------------------------------------------------------
-    def _store_metrics(self, views: tuple) -> None:
-        """Keep (callback, logger, progress bar) values of a finished step or epoch in the three views."""
-        callback, logged, pbar = views
-        self._epoch_metrics.update(callback)
-        self._logged_metrics.update(logged)
-        self._epoch_pbar.update(pbar)
-
-    def _reset_metrics(self) -> None:
-        self._epoch_metrics, self._logged_metrics, self._epoch_pbar = {}, {}, {}
-
-    def _live_views(self) -> list:
-        return [r.live_metrics() for r in (self._train_results, self._eval_results) if r is not None]
-
     def _log_metrics(self, values: dict, step: int, add_epoch: bool = True) -> None:
         """Send values to every logger: the only place training metrics become Python floats. Values logged
         per step in validation/test go out without 'epoch', at their batch index, as in Lightning."""
@@ -503,26 +478,17 @@ class Trainer:
         """The metrics callbacks monitor (tensors), as in Lightning: each run starts empty; the latest epoch values
         under 'x' (and 'x_epoch' when also logged per step), the latest training step values under 'x_step'.
         Evaluation step values are not here (they are in ``logged_metrics``)."""
-        metrics = self._epoch_metrics  # one dict per run, as Lightning's: what a callback adds to it stays
-        for callback, _, _ in self._live_views():
-            metrics.update(callback)
-        return metrics
+        return self._metrics.read(0)  # one dict per run, as Lightning's: what a callback adds to it stays
 
     @property
     def logged_metrics(self) -> dict:
         """The latest value of everything sent to the loggers in this run (tensors)."""
-        metrics = dict(self._logged_metrics)
-        for _, logged, _ in self._live_views():
-            metrics.update(logged)
-        return metrics
+        return self._metrics.read(1)
 
     @property
     def progress_bar_metrics(self) -> dict:
         """The values logged with ``prog_bar=True``, as Python numbers (reading them syncs with the device)."""
-        metrics = dict(self._epoch_pbar)
-        for _, _, pbar in self._live_views():
-            metrics.update(pbar)
-        return to_float(metrics)
+        return to_float(self._metrics.read(2))
 
     # --- properties users read ------------------------------------------------------------------------------
     train_dataloader = _read("data", "train_dataloader")
@@ -544,6 +510,10 @@ class Trainer:
     node_rank = _read("strategy", "node_rank")
     world_size = _read("strategy", "world_size")
     num_nodes = _read("strategy", "num_nodes")
+
+    @property
+    def _train_results(self) -> Any:  # TEMPORARY: checkpoint.py reads it until it moves to _metrics.train
+        return self._metrics.train
 
     @property
     def lightning_module(self) -> LightningModule:
