@@ -159,6 +159,19 @@ class Precision:
             self.scaler.load_state_dict(state)
 
 
+def release_device(module: torch.nn.Module, optimizers: list) -> None:
+    """The module and every optimizer's state tensors back on the CPU, and the GPU's cached blocks freed."""
+    from ember._utils import move_data_to_device
+
+    cpu = torch.device("cpu")
+    for optimizer in optimizers:
+        for param, state in optimizer.state.items():
+            optimizer.state[param] = move_data_to_device(state, cpu)
+    module.cpu()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 # Lightning's accelerator classes (``from lightning.pytorch.accelerators import CUDAAccelerator``).
 from ember._accelerator_api import (  # noqa: E402,F401
     Accelerator, CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator, _accelerator_name,

@@ -18,7 +18,7 @@ class _VersionedLogger(Logger):
 
     Claiming creates the ``version_{n}`` folder with ``os.mkdir`` on global rank 0, so two runs started at the same
     moment in one folder get two versions; the other ranks only compute the number, and the Trainer gives them
-    rank 0's (``Trainer._agree_on_logger_versions``). A version given by the user is used as it is.
+    rank 0's (``loggers.logger.agree_on_logger_versions``). A version given by the user is used as it is.
     """
 
     _save_dir: str

@@ -169,3 +169,30 @@ def _params_to_dict(params: Union[Mapping[str, Any], argparse.Namespace, None]) 
     if isinstance(params, argparse.Namespace):
         return dict(vars(params))
     return dict(params)
+
+
+def log_hyperparams(loggers: list, module: Any, datamodule: Any = None) -> None:
+    """As Lightning at the start of every run (fit, validate, test, predict; the Trainer passes no loggers with
+    ``enable_autolog_hparams=False``): the module's and datamodule's hyperparameters to every logger (unless
+    ``save_hyperparameters(logger=False)``), then the model graph."""
+    if not loggers:
+        return
+    from ember._hparams import hparams_to_log
+
+    from_module = getattr(module, "_log_hyperparams", True)
+    from_dm = datamodule is not None and getattr(datamodule, "_log_hyperparams", True)
+    params = hparams_to_log(module, datamodule)  # hparams_initial, merged; a clash between the two raises
+    for lg in loggers:
+        if from_module or from_dm:
+            lg.log_hyperparams(params)
+        lg.log_graph(module)  # a no-op unless the logger draws graphs (TensorBoardLogger(log_graph=True))
+        lg.save()
+
+
+def agree_on_logger_versions(strategy: Any, loggers: list) -> None:
+    """Under torch.distributed every rank uses rank 0's logger versions, so that paths built from them
+    (checkpoints) agree."""
+    versions = strategy.broadcast([lg.version if hasattr(lg, "_version") else None for lg in loggers])
+    for lg, version in zip(loggers, versions):
+        if version is not None:
+            lg._version = version

@@ -209,6 +209,16 @@ def build_callbacks(callbacks: Any, checkpointing: bool, progress_bar: bool, sum
     return checkpoints_last(given)
 
 
+def with_model_callbacks(callbacks: list, model: LightningModule) -> list:
+    """The Trainer's callbacks with those of ``model.configure_callbacks()``, which replace any of the same type."""
+    extra = model.configure_callbacks()
+    if not extra:
+        return callbacks
+    extra = list(extra) if isinstance(extra, (list, tuple)) else [extra]
+    types = {type(cb) for cb in extra}
+    return checkpoints_last([cb for cb in callbacks if type(cb) not in types] + extra)
+
+
 def checkpoints_last(callbacks: list) -> list:
     """Checkpoint callbacks run after the other callbacks, so the state they save includes theirs."""
     from ember.callbacks.checkpoint import Checkpoint

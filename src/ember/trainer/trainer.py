@@ -17,8 +17,8 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ember._utils import adapt_step, is_overridden, move_data_to_device
-from ember.accelerators import Precision, resolve_devices
+from ember._utils import adapt_step, is_overridden
+from ember.accelerators import Precision, release_device, resolve_devices
 from ember.callbacks.callback import Callback
 from ember.datamodule import LightningDataModule
 from ember.module import LightningModule
@@ -26,9 +26,10 @@ from ember.profilers import PassThroughProfiler, profiling, resolve_profiler
 from ember.strategies import launcher
 from ember.trainer import checkpoint as _ckpt
 from ember.trainer import loops
+from ember.loggers.logger import agree_on_logger_versions, log_hyperparams
 from ember.trainer.arguments import (apply_shortcuts, build_callbacks, build_loggers, check_arguments, check_limit,
-                                     check_weights_only, checkpoints_last, parse_max_time, resolve_strategy,
-                                     uncompiled)
+                                     check_weights_only, parse_max_time, resolve_strategy, uncompiled,
+                                     with_model_callbacks)
 from ember.trainer.data import TrainerData, check_data_args, no_data_message
 from ember.trainer.hooks import HookRunner, strategy_action
 from ember.trainer.metrics import MetricViews, to_float
@@ -206,7 +207,7 @@ class Trainer:
             if resume_from is not None:
                 _ckpt.restore_training_state(self, self._read_checkpoint(resume_from, weights_only), resume_from)
                 self.ckpt_path = str(resume_from)
-            self._log_hyperparams(module)
+            log_hyperparams(self._loggers if self.enable_autolog_hparams else [], module, self.datamodule)
             anomaly = torch.autograd.set_detect_anomaly(True) if self._detect_anomaly else contextlib.nullcontext()
             with anomaly, self._signals.installed():
                 self._hooks.call("on_fit_start")
@@ -246,7 +247,7 @@ class Trainer:
             if not loaders:
                 raise ValueError(no_data_message("predict", module, self.datamodule))
             self._load_weights(ckpt_path, weights_only)
-            self._log_hyperparams(module)
+            log_hyperparams(self._loggers if self.enable_autolog_hparams else [], module, self.datamodule)
             self.state.stage = "predict"
             out = loops.run_evaluation(self, "predict", loaders, self.num_predict_batches)
         return out if self._return_predictions else None
@@ -275,7 +276,7 @@ class Trainer:
             if not loaders:
                 raise ValueError(no_data_message(stage, module, self.datamodule))
             self._load_weights(ckpt_path, weights_only)
-            self._log_hyperparams(module)
+            log_hyperparams(self._loggers if self.enable_autolog_hparams else [], module, self.datamodule)
             self.state.stage = stage
             limits = self.num_val_batches if stage == "validate" else self.num_test_batches
             results = loops.run_evaluation(self, stage, loaders, limits)
@@ -306,7 +307,7 @@ class Trainer:
         model.trainer = self
         if self.datamodule is not None:
             self.datamodule.trainer = self
-        self._merge_model_callbacks(model)
+        self.callbacks = with_model_callbacks(self.callbacks, model)
         # a profiler is handed to what the run builds (the hook table, the steps, the data): each part comes timed
         profiler = self._profiler_now = None if isinstance(self.profiler, PassThroughProfiler) else self.profiler
         self._hooks = HookRunner(self, model, self.callbacks, profiler)
@@ -314,7 +315,7 @@ class Trainer:
         try:
             self.strategy.setup_environment()  # DDP: start the other processes (plain python) and join them
             if self.world_size > 1:
-                self._agree_on_logger_versions()
+                agree_on_logger_versions(self.strategy, self._loggers)
             if self.local_rank == 0:  # downloads and files: once per machine, the others wait
                 if self.datamodule is not None:
                     self.datamodule.prepare_data()
@@ -356,7 +357,7 @@ class Trainer:
                     and not self._keep_module_on_device):
                 # as Lightning: `model(x)` on CPU tensors works after fit (not after a failure, where moving could
                 # raise again and hide the error)
-                _release_device(model, self.optimizers)
+                release_device(model, self.optimizers)
             for cb in self.callbacks:
                 cb.teardown(self, model, stage)
             model.teardown(stage)
@@ -366,22 +367,6 @@ class Trainer:
             model._log_store = None
         for lg in self._loggers:
             lg.finalize("success")
-
-    def _agree_on_logger_versions(self) -> None:
-        """Every rank uses rank 0's logger version, so that paths built from it (checkpoints) agree."""
-        versions = self.strategy.broadcast([lg.version if hasattr(lg, "_version") else None for lg in self._loggers])
-        for lg, version in zip(self._loggers, versions):
-            if version is not None:
-                lg._version = version
-
-    def _merge_model_callbacks(self, model: LightningModule) -> None:
-        extra = model.configure_callbacks()
-        if not extra:
-            return
-        extra = list(extra) if isinstance(extra, (list, tuple)) else [extra]
-        types = {type(cb) for cb in extra}
-        kept = [cb for cb in self.callbacks if type(cb) not in types]
-        self.callbacks = checkpoints_last(kept + extra)
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def save_checkpoint(self, filepath: Union[str, os.PathLike], weights_only: bool = False,
@@ -454,24 +439,6 @@ class Trainer:
             metrics["epoch"] = self.current_epoch
         for lg in self._loggers:
             lg.log_metrics(metrics, step)
-
-    def _log_hyperparams(self, module: LightningModule) -> None:
-        """As Lightning at the start of every run (fit, validate, test, predict) unless
-        ``Trainer(enable_autolog_hparams=False)``: the module's and datamodule's hyperparameters to every logger
-        (unless ``save_hyperparameters(logger=False)``), then the model graph."""
-        if not self._loggers or not self.enable_autolog_hparams:
-            return
-        from ember._hparams import hparams_to_log
-
-        dm = self.datamodule
-        from_module = getattr(module, "_log_hyperparams", True)
-        from_dm = dm is not None and getattr(dm, "_log_hyperparams", True)
-        params = hparams_to_log(module, dm)  # hparams_initial, merged; a clash between the two raises
-        for lg in self._loggers:
-            if from_module or from_dm:
-                lg.log_hyperparams(params)
-            lg.log_graph(module)  # a no-op unless the logger draws graphs (TensorBoardLogger(log_graph=True))
-            lg.save()
 
     @property
     def callback_metrics(self) -> dict:
@@ -633,17 +600,6 @@ class Trainer:
 
     def _time_is_up(self) -> bool:
         return self._max_time_s is not None and time.monotonic() - self._fit_start_time >= self._max_time_s
-
-
-def _release_device(module: torch.nn.Module, optimizers: list) -> None:
-    """The module and every optimizer's state tensors back on the CPU, and the GPU's cached blocks freed."""
-    cpu = torch.device("cpu")
-    for optimizer in optimizers:
-        for param, state in optimizer.state.items():
-            optimizer.state[param] = move_data_to_device(state, cpu)
-    module.cpu()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
 
 
 def _print_results(stage: str, results: list) -> None:
