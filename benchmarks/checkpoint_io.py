@@ -11,7 +11,7 @@ folder; removed at the end), in alternating order:
   ``os.fsync`` (the fair comparison for a durable write). Before every save its file is deleted and after it
   ``os.sync()`` runs, both outside the timing: every save writes a new file and none pays for the previous one's
   write-back or freed blocks.
-* load: ``ember.trainer.checkpoint.load_checkpoint(path)`` against ``torch.load(path, weights_only=True)``, and
+* load: ``ember._checkpoint_io.load_checkpoint(path)`` against ``torch.load(path, weights_only=True)``, and
   ``Model.load_from_checkpoint(path)`` (build the model from the saved hyper-parameters, load the weights) against
   building the same ``nn.Sequential`` and ``load_state_dict(torch.load(path, weights_only=True))``. The files were
   just written, so both read from the page cache.
@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness as h  # noqa: E402
 
 import ember  # noqa: E402
-from ember.trainer.checkpoint import load_checkpoint  # noqa: E402
+from ember._checkpoint_io import load_checkpoint  # noqa: E402
 
 
 def make_net(width: int, layers: int) -> nn.Sequential:

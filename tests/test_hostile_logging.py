@@ -135,7 +135,7 @@ def test_logger_files_get_the_permissions_the_umask_allows(tmp_path, umask, expe
             files.append(os.path.join(tensorboard.log_dir, "hparams.yaml"))
         except ModuleNotFoundError:
             pass
-        from ember.trainer.checkpoint import atomic_save
+        from ember._checkpoint_io import atomic_save
 
         atomic_save({"w": torch.zeros(1)}, os.path.join(tmp_path, "model.ckpt"))  # a checkpoint: the same rule
         files.append(os.path.join(tmp_path, "model.ckpt"))

@@ -418,7 +418,7 @@ def test_temporary_files_of_killed_saves_are_removed_at_the_next_setup(tmp_path,
     import sys
 
     from conftest import BoringModel, random_loader
-    from ember.trainer.checkpoint import _host
+    from ember._checkpoint_io import _host
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

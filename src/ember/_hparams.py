@@ -381,7 +381,7 @@ def load_from_checkpoint(cls: type, checkpoint_path: Any, map_location: Any, hpa
     ``weights_only`` None or True: ``torch.load(weights_only=True)``. False: the caller trusts the file and it
     is unpickled fully (and descriptions are rebuilt unless ``import_objects=False``).
     """
-    from ember.trainer.checkpoint import load_checkpoint
+    from ember._checkpoint_io import load_checkpoint
 
     if weights_only is not None and not isinstance(weights_only, bool):
         raise ValueError(f"load_from_checkpoint(weights_only={weights_only!r}): use None or True (read with "

@@ -339,7 +339,7 @@ class LightningCLI:
         if not ckpt_path or not os.path.isfile(ckpt_path):
             return
         from ember._hparams import OBJECT_KEY, has_class_path, split_cli_configs
-        from ember.trainer.checkpoint import load_checkpoint
+        from ember._checkpoint_io import load_checkpoint
 
         # `--weights_only false` (fit/validate/test/predict's own argument) trusts the file; otherwise no code runs
         trusted = self.config[subcommand].get("weights_only") is False

@@ -161,7 +161,7 @@ class ModelCheckpoint(Checkpoint, MonitorCallback):
         # every rank uses rank 0's folder (a logger version or a path built from the time may differ elsewhere)
         self.dirpath = trainer.strategy.broadcast(dirpath)
         if trainer.is_global_zero:
-            from ember.trainer.checkpoint import remove_stale_temporaries
+            from ember._checkpoint_io import remove_stale_temporaries
 
             remove_stale_temporaries(self.dirpath)  # left by a save that a SIGKILL interrupted
         if trainer.is_global_zero and os.path.isdir(self.dirpath):
@@ -296,14 +296,14 @@ class ModelCheckpoint(Checkpoint, MonitorCallback):
     def _still_ours(self, path: str) -> bool:
         """``path`` (the file this callback may replace) is as this process last wrote it. A path known from the
         restored state only (written before a resume, by this run's earlier part) counts as ours."""
-        from ember.trainer.checkpoint import written_here
+        from ember._checkpoint_io import written_here
 
         return path not in self._wrote or written_here(path)
 
     def _warn_clash(self, path: str) -> None:
         """Warn, once, when a file appears under a name this run is about to use and this run did not write it
         (nor was it in the folder when the fit started): another live run is saving into the same folder."""
-        from ember.trainer.checkpoint import written_here
+        from ember._checkpoint_io import written_here
 
         if self._warned_clash or written_here(path) or (os.path.basename(path) in self._found_at_setup
                                                         and path not in self._wrote):
@@ -316,7 +316,7 @@ class ModelCheckpoint(Checkpoint, MonitorCallback):
 
     def _remember(self, trainer: Any, path: str) -> None:
         if trainer.is_global_zero:
-            from ember.trainer.checkpoint import note_written
+            from ember._checkpoint_io import note_written
 
             note_written(path)  # a symlink or a sharded folder: atomic_save did not record it
             self._wrote.add(path)

@@ -348,7 +348,7 @@ class FSDPStrategy(DDPStrategy):
             super().save_checkpoint(checkpoint, filepath)
             return
         import torch.distributed.checkpoint as dcp
-        from ember.trainer.checkpoint import atomic_save
+        from ember._checkpoint_io import atomic_save
 
         path = Path(filepath)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -372,7 +372,7 @@ class FSDPStrategy(DDPStrategy):
         """A file: every rank maps it (``mmap``); only rank 0's copy is read and scattered. A folder: every rank
         reads its own shard of the model; the optimizers' shards when they are restored. ``weights_only=False``
         (the caller's explicit choice) unpickles a file fully; a folder holds no pickled objects."""
-        from ember.trainer.checkpoint import load_checkpoint
+        from ember._checkpoint_io import load_checkpoint
 
         path = Path(path)
         if not path.is_dir() and weights_only is False:

@@ -106,14 +106,14 @@ class Strategy:
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = None) -> dict:
         """Read a checkpoint (``torch.load(weights_only=True)`` unless the caller passes ``weights_only=False``;
         a sharded strategy reads its folder)."""
-        from ember.trainer.checkpoint import load_checkpoint
+        from ember._checkpoint_io import load_checkpoint
 
         return load_checkpoint(path, map_location, weights_only=weights_only)
 
     def save_checkpoint(self, checkpoint: dict, filepath: Any) -> None:
         """Write ``checkpoint`` (on rank 0 only, atomically)."""
         if self.is_global_zero:
-            from ember.trainer.checkpoint import atomic_save
+            from ember._checkpoint_io import atomic_save
 
             atomic_save(checkpoint, filepath)
 
