@@ -2,7 +2,10 @@
 checks and restore. The files themselves are written and read in ``ember/_checkpoint_io.py``."""
 from __future__ import annotations
 
+import glob
 import math
+import os
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -60,7 +63,7 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
         "state_dict": trainer.strategy.lightning_module_state_dict(module),
         "loops": {"ember": trainer._progress.state_dict()},
     }
-    results = trainer._train_results
+    results = trainer._metrics.train
     if results is not None and not trainer._progress.epoch_done and not weights_only:
         checkpoint["loops"]["ember_train_metrics"] = results.state_dict()  # mid-epoch: the epoch means so far
     if trainer._progress.accumulated and not weights_only:  # saved mid accumulation window: keep the partial sum
@@ -236,3 +239,56 @@ def _check_param_groups(path: Any, index: int, opt: Any, state: Any) -> None:
             f"a 'state' entry that is a {type(entries).__name__}, not a dict"
         raise ValueError(f"Cannot resume training from {path}: its optimizer {index} state has {found}; the file "
                          "is damaged. " + _RESUME_ELSEWHERE.format(others=other_checkpoints(Path(path))))
+
+
+# --- which checkpoint a run reads: Trainer.fit/validate/test/predict(ckpt_path=...) -------------------------------
+def resolve_ckpt_path(trainer: Any, ckpt_path: Optional[str]) -> Optional[str]:
+    """``ckpt_path`` as a path: 'best' (the ModelCheckpoint's best), 'last' (the newest last*.ckpt this trainer
+    can find; None with a warning when there is none), or a file (a folder for a sharded checkpoint)."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "best":
+        cb = trainer.checkpoint_callback
+        if cb is None or not getattr(cb, "best_model_path", ""):
+            raise ValueError('ckpt_path="best" needs a ModelCheckpoint that has saved a checkpoint in this '
+                             "Trainer; pass a file path instead.")
+        return cb.best_model_path
+    sharded = trainer.strategy.save_needs_all_ranks  # a sharded checkpoint (FSDP) is a folder
+    if ckpt_path == "last":
+        found = _find_last_checkpoint(trainer, sharded)
+        if found is None:
+            warnings.warn('ckpt_path="last" found no last checkpoint; training starts from scratch.', stacklevel=3)
+        return found
+    if not os.path.isfile(ckpt_path) and not (os.path.isdir(ckpt_path) and sharded):
+        raise FileNotFoundError(f"ckpt_path={ckpt_path!r} is not a file. Pass a checkpoint path, 'last' or 'best'.")
+    return ckpt_path
+
+
+def _find_last_checkpoint(trainer: Any, sharded: bool) -> Optional[str]:
+    candidates = []
+    for cb in trainer.checkpoint_callbacks:
+        if getattr(cb, "last_model_path", ""):
+            candidates.append(cb.last_model_path)
+        if getattr(cb, "dirpath", None):
+            candidates += glob.glob(os.path.join(cb.dirpath, "last*.ckpt"))
+    logger = trainer.logger
+    if logger is not None and getattr(logger, "save_dir", None):  # earlier versions of the same logger
+        candidates += glob.glob(os.path.join(logger.save_dir, str(logger.name), "*", "checkpoints", "last*.ckpt"))
+    candidates += glob.glob(os.path.join(trainer.default_root_dir, "checkpoints", "last*.ckpt"))
+    candidates = [c for c in candidates if os.path.isfile(c) or (os.path.isdir(c) and sharded)]
+    return max(candidates, key=os.path.getmtime) if candidates else None
+
+
+def read(trainer: Any, path: Any, weights_only: Optional[bool]) -> dict:
+    """The checkpoint at ``path``, read by the strategy (a sharded one reads its folder); fully unpickled only
+    when the caller asked for ``weights_only=False``."""
+    return trainer.strategy.load_checkpoint(path, trainer.root_device, weights_only=weights_only)
+
+
+def load_weights_from(trainer: Any, ckpt_path: Optional[str], weights_only: Optional[bool] = None) -> None:
+    """validate/test/predict with ``ckpt_path``: load that checkpoint's weights into the model."""
+    path = resolve_ckpt_path(trainer, ckpt_path)
+    if path is None:
+        return
+    load_weights(trainer.lightning_module, read(trainer, path, weights_only), path, strategy=trainer.strategy)
+    trainer.ckpt_path = str(path)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import glob
 import math
 import operator
 import os
@@ -202,10 +201,10 @@ class Trainer:
             self._warned_none_step = self._warned_shared_names = self._warned_empty_epoch = False
             self.data.setup_fit(train_dataloaders, val_dataloaders, module)
             configure_optimizers(self, module)
-            resume_from = self._resolve_ckpt_path(ckpt_path)
+            resume_from = _ckpt.resolve_ckpt_path(self, ckpt_path)
             self._resumed = resume_from is not None
             if resume_from is not None:
-                _ckpt.restore_training_state(self, self._read_checkpoint(resume_from, weights_only), resume_from)
+                _ckpt.restore_training_state(self, _ckpt.read(self, resume_from, weights_only), resume_from)
                 self.ckpt_path = str(resume_from)
             log_hyperparams(self._loggers if self.enable_autolog_hparams else [], module, self.datamodule)
             anomaly = torch.autograd.set_detect_anomaly(True) if self._detect_anomaly else contextlib.nullcontext()
@@ -246,7 +245,7 @@ class Trainer:
             loaders = self.data.resolve_eval("predict", dataloaders, module)
             if not loaders:
                 raise ValueError(no_data_message("predict", module, self.datamodule))
-            self._load_weights(ckpt_path, weights_only)
+            _ckpt.load_weights_from(self, ckpt_path, weights_only)
             log_hyperparams(self._loggers if self.enable_autolog_hparams else [], module, self.datamodule)
             self.state.stage = "predict"
             out = loops.run_evaluation(self, "predict", loaders, self.num_predict_batches)
@@ -275,7 +274,7 @@ class Trainer:
                                           "batch_idx); define it.")
             if not loaders:
                 raise ValueError(no_data_message(stage, module, self.datamodule))
-            self._load_weights(ckpt_path, weights_only)
+            _ckpt.load_weights_from(self, ckpt_path, weights_only)
             log_hyperparams(self._loggers if self.enable_autolog_hparams else [], module, self.datamodule)
             self.state.stage = stage
             limits = self.num_val_batches if stage == "validate" else self.num_test_batches
@@ -379,55 +378,6 @@ class Trainer:
         if self.strategy.save_needs_all_ranks or self.is_global_zero:
             self.strategy.save_checkpoint(_ckpt.dump_checkpoint(self, weights_only), filepath)
 
-    def _resolve_ckpt_path(self, ckpt_path: Optional[str]) -> Optional[str]:
-        if ckpt_path is None:
-            return None
-        if ckpt_path == "best":
-            cb = self.checkpoint_callback
-            if cb is None or not getattr(cb, "best_model_path", ""):
-                raise ValueError('ckpt_path="best" needs a ModelCheckpoint that has saved a checkpoint in this '
-                                 "Trainer; pass a file path instead.")
-            return cb.best_model_path
-        if ckpt_path == "last":
-            found = self._find_last_checkpoint()
-            if found is None:
-                warnings.warn('ckpt_path="last" found no last checkpoint; training starts from scratch.',
-                              stacklevel=3)
-            return found
-        if not os.path.isfile(ckpt_path) and not (os.path.isdir(ckpt_path) and self.strategy.save_needs_all_ranks):
-            raise FileNotFoundError(f"ckpt_path={ckpt_path!r} is not a file. Pass a checkpoint path, 'last' or "
-                                    "'best'.")
-        return ckpt_path
-
-    def _find_last_checkpoint(self) -> Optional[str]:
-        candidates = []
-        for cb in self.checkpoint_callbacks:
-            if getattr(cb, "last_model_path", ""):
-                candidates.append(cb.last_model_path)
-            if getattr(cb, "dirpath", None):
-                candidates += glob.glob(os.path.join(cb.dirpath, "last*.ckpt"))
-        logger = self.logger
-        if logger is not None and getattr(logger, "save_dir", None):  # earlier versions of the same logger
-            candidates += glob.glob(os.path.join(logger.save_dir, str(logger.name), "*", "checkpoints", "last*.ckpt"))
-        candidates += glob.glob(os.path.join(self.default_root_dir, "checkpoints", "last*.ckpt"))
-        candidates = [c for c in candidates  # a sharded checkpoint (FSDP) is a folder
-                      if os.path.isfile(c) or (os.path.isdir(c) and self.strategy.save_needs_all_ranks)]
-        return max(candidates, key=os.path.getmtime) if candidates else None
-
-    def _load_weights(self, ckpt_path: Optional[str], weights_only: Optional[bool] = None) -> None:
-        """validate/test/predict with ``ckpt_path``: load that checkpoint's weights into the model."""
-        path = self._resolve_ckpt_path(ckpt_path)
-        if path is None:
-            return
-        _ckpt.load_weights(self.lightning_module, self._read_checkpoint(path, weights_only), path,
-                           strategy=self.strategy)
-        self.ckpt_path = str(path)
-
-    def _read_checkpoint(self, path: Any, weights_only: Optional[bool]) -> dict:
-        """The checkpoint at ``path``, read by the strategy (a sharded one reads its folder); fully unpickled only
-        when the caller asked for ``weights_only=False``."""
-        return self.strategy.load_checkpoint(path, self._device, weights_only=weights_only)
-
     # --- metrics -------------------------------------------------------------------------------------------
     def _log_metrics(self, values: dict, step: int, add_epoch: bool = True) -> None:
         """Send values to every logger: the only place training metrics become Python floats. Values logged
@@ -477,10 +427,6 @@ class Trainer:
     node_rank = _read("strategy", "node_rank")
     world_size = _read("strategy", "world_size")
     num_nodes = _read("strategy", "num_nodes")
-
-    @property
-    def _train_results(self) -> Any:  # TEMPORARY: checkpoint.py reads it until it moves to _metrics.train
-        return self._metrics.train
 
     @property
     def lightning_module(self) -> LightningModule:
