@@ -172,8 +172,9 @@ class LightningModule(nn.Module):
                 stacklevel=2,
             )
             return
-        store.log(self._current_fx, name, value, prog_bar, logger, on_step, on_epoch, reduce_fx,
-                  enable_graph, sync_dist, add_dataloader_idx, batch_size)
+        store.log(self._current_fx, name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
+                  reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,
+                  add_dataloader_idx=add_dataloader_idx, batch_size=batch_size)
 
     def log_dict(self, dictionary: Mapping[str, Any], prog_bar: bool = False, logger: Optional[bool] = None,
                  on_step: Optional[bool] = None, on_epoch: Optional[bool] = None, reduce_fx: Any = "mean",

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ember._utils import adapt_step
 from ember.trainer.hooks import StepHooks, strategy_action
-from ember.trainer.metrics import Results
+from ember.trainer.metrics import Results, logging_into
 from ember.trainer.optim import step_schedulers
 from ember.trainer.step import StepPlan, nonfinite_loss
 from ember.trainer.progress import rng_state, set_rng_state
@@ -49,7 +49,11 @@ def run_fit(trainer: Any) -> None:
             stop_for_signal(trainer)  # SIGTERM/SIGUSR1/SIGINT: last.ckpt, then leave fit
         if done:
             break
-        run_train_epoch(trainer, first)
+        # self.log in any hook of the epoch records into its Results (the module's train/eval modes are the user's:
+        # ember does not call .train())
+        results = trainer._metrics.train = Results("train", distributed=trainer.world_size > 1)
+        with logging_into(trainer.lightning_module, results):
+            run_train_epoch(trainer, results, first)
         first = None
         done = _fit_done(trainer)
     hooks.call("on_train_end")
@@ -93,15 +97,14 @@ def _stop_granted(trainer: Any) -> bool:
     return p.epoch >= (trainer.min_epochs or 0) and p.optimizer_steps >= (trainer.min_steps or 0)
 
 
-def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
-    """One training epoch; ``first``: (loader, iterator) when run_fit made the iterator already."""
+def run_train_epoch(trainer: Any, results: Results, first: Optional[tuple] = None) -> None:
+    """One training epoch, its values logged into ``results``; ``first``: (loader, iterator) when run_fit made the
+    iterator already."""
     t = trainer
     p = t._progress
     module = t.lightning_module
     hooks = t._hooks
     loader = t.data.train_loader_for_epoch(p.epoch) if first is None else first[0]
-    results = t._metrics.train = Results("train", distributed=t.world_size > 1)
-    module._log_store = results  # the module's train/eval modes are the user's: ember does not call .train()
     hooks.call("on_train_epoch_start")
     # the step is decided from what is configured now (callbacks may have changed it since the last epoch)
     plan = StepPlan(t, StepHooks(hooks), t._profiler_now)
@@ -168,7 +171,6 @@ def run_train_epoch(trainer: Any, first: Optional[tuple] = None) -> None:
         if val_every and (p.batches_seen if val_across_epochs else batch_idx) % val_every == 0 \
                 and not (is_last and epoch_end_validation):
             run_evaluation(t, "validate", data.val_loaders, data.num_val_batches)  # mid-epoch validation
-            module._log_store = results
         if t.max_steps != -1 and p.optimizer_steps >= t.max_steps:
             ended = "max_steps"
             break
@@ -228,7 +230,6 @@ def finish_train_epoch(trainer: Any, results: Results, validate: bool) -> None:
     if validate:
         t._epoch_end_validated = True
         run_evaluation(t, "validate", t.data.val_loaders, t.data.num_val_batches, epoch_end=True)
-    module._log_store = results
     results.sync_epoch()  # sync_dist values over all ranks, before callbacks read them
     results.epoch_end_reached = True
     hooks.call_callbacks("on_train_epoch_end", monitoring=False)
@@ -241,7 +242,6 @@ def finish_train_epoch(trainer: Any, results: Results, validate: bool) -> None:
     if module.automatic_optimization:
         step_schedulers(t, "epoch")
     hooks.call_callbacks("on_train_epoch_end", monitoring=True)
-    module._log_store = None
     p.epoch += 1
     p.batch_idx = 0
     p.epoch_done = False
@@ -390,7 +390,6 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
         return []  # as Lightning: no batch to run (limit_*_batches=0), no hooks
     multi = len(loaders) > 1
     results = Results("validate" if sanity else stage, num_dataloaders=len(loaders), distributed=t.world_size > 1)
-    module._log_store = results  # self.log in predict_step raises: there is nowhere to report it
     # values logged with on_step=True go to the loggers after each batch (at the batch index, as in Lightning);
     # not while sanity checking
     log_steps = bool(t._loggers) and not sanity and stage != "predict"
@@ -418,7 +417,7 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
     module.__dict__["_modes_before_eval"] = {m: m.training for m in module.modules()}
     train_hook = f"on_{prefix}_model_train" if stage != "predict" else None
     try:
-        with no_grad:
+        with no_grad, logging_into(module, results):  # self.log in predict_step raises: nowhere to report it
             _model_mode_hook(hooks, module, f"on_{prefix}_model_eval")
             hooks.call(f"on_{prefix}_start")
             hooks.call(f"on_{prefix}_epoch_start")
@@ -474,7 +473,6 @@ def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_
         t._evaluating = None
         t._metrics.eval = None
         module._restore_modes_before_eval()  # predict, or a failed run; a no-op once the train hook restored them
-        module._log_store = None
     if stage == "predict":
         return predictions[0] if not multi else predictions
     return per_loader

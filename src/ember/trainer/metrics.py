@@ -5,8 +5,9 @@ numbers happens only when a logger or the progress bar actually reads them.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -351,6 +352,19 @@ class Results:
             for i in targets:
                 per_loader[i][name] = logged[name]
         return per_loader
+
+
+@contextlib.contextmanager
+def logging_into(module: Any, results: Results) -> Iterator[Results]:
+    """``self.log`` in ``module`` records into ``results`` inside the block; the store before it comes back after
+    (validation inside a training epoch returns to the epoch's Results)."""
+    state = module.__dict__  # a plain attribute: nn.Module.__setattr__ is not needed (and costs a microsecond)
+    previous = state.get("_log_store")
+    state["_log_store"] = results
+    try:
+        yield results
+    finally:
+        state["_log_store"] = previous
 
 
 class MetricViews:

@@ -363,7 +363,6 @@ class Trainer:
             if self.datamodule is not None:
                 self.datamodule.teardown(stage)
             self._metrics.end_run(failed=self.state.status == "failed", on_device=self._device.type != "cpu")
-            model._log_store = None
         for lg in self._loggers:
             lg.finalize("success")
 
