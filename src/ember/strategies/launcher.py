@@ -108,9 +108,6 @@ def spawn(trainer: Any, method: str, args: tuple, model: Any) -> Any:
     return files["result"]
 
 
-_COUNTERS = ("epoch", "optimizer_steps", "batches_seen", "batches_stepped")
-
-
 def _spawned_worker(local_rank: int, trainer: Any, method: str, args: tuple, env: dict, queue: Any,
                     folder: str) -> None:
     import torch
@@ -121,13 +118,9 @@ def _spawned_worker(local_rank: int, trainer: Any, method: str, args: tuple, env
     if trainer.is_global_zero:  # tensors travel through a file: a queue would share memory the exiting worker frees
         module = trainer.lightning_module
         torch.save({"result": result, "weights": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-                    "callback_metrics": {k: torch.as_tensor(v).detach().cpu()
-                                         for k, v in trainer.callback_metrics.items()}},
-                   os.path.join(folder, "output.pt"))
+                    "run": trainer.run_state.export()}, os.path.join(folder, "output.pt"))
         cb = trainer.checkpoint_callback
         queue.put({
-            "state": vars(trainer.state), "progress": {k: getattr(trainer._progress, k) for k in _COUNTERS},
-            "logged_metrics": {k: float(v) for k, v in trainer.logged_metrics.items()},
             "checkpoint": None if cb is None else {
                 "best_model_path": cb.best_model_path, "last_model_path": cb.last_model_path,
                 "best_model_score": None if cb.best_model_score is None else float(cb.best_model_score),
@@ -140,18 +133,10 @@ def _spawned_worker(local_rank: int, trainer: Any, method: str, args: tuple, env
 def _adopt_worker_output(trainer: Any, model: Any, output: dict, files: dict) -> None:
     import torch
 
-    from ember.trainer.states import TrainerState
-
-    trainer._model = model
     if model is not None:
         model.load_state_dict(files["weights"])
         model.trainer = trainer
-    trainer.state = TrainerState(**output["state"])
-    for key in _COUNTERS:
-        setattr(trainer._progress, key, output["progress"][key])
-    trainer._metrics.reset()
-    trainer._metrics.store((files["callback_metrics"], {k: torch.tensor(v) for k, v in output["logged_metrics"].items()},
-                            {}))
+    trainer.run_state.adopt(files["run"], model)
     cb = trainer.checkpoint_callback
     if cb is not None and output["checkpoint"] is not None:
         saved = output["checkpoint"]

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
+
 if TYPE_CHECKING:
     from ember.trainer.trainer import Trainer
+
+
+_SPAWN_COUNTERS = ("epoch", "optimizer_steps", "batches_seen", "batches_stepped")
 
 
 def logs_at(batches_stepped: int, every: int) -> bool:
@@ -65,6 +70,26 @@ class RunState:
     def validated_at_epoch_end(self) -> bool:
         """The epoch now ending ran validation at its end (read in ``on_train_epoch_end``/``on_validation_end``)."""
         return self._trainer._epoch_end_validated
+
+    # --- Trainer(strategy="ddp_spawn"): rank 0's run handed back to the process that started it ---------------
+    def export(self) -> dict:
+        """The finished run as plain data and CPU tensors: its state, counters and metric views."""
+        t = self._trainer
+        return {"state": dict(vars(t.state)), "progress": {k: getattr(t._progress, k) for k in _SPAWN_COUNTERS},
+                "callback_metrics": {k: torch.as_tensor(v).detach().cpu() for k, v in t.callback_metrics.items()},
+                "logged_metrics": {k: torch.as_tensor(v).detach().cpu() for k, v in t.logged_metrics.items()}}
+
+    def adopt(self, exported: dict, model: object) -> None:
+        """Take over a run ``export()`` described (the one write this view makes: ddp_spawn's parent process)."""
+        from ember.trainer.states import TrainerState
+
+        t = self._trainer
+        t._model = model
+        t.state = TrainerState(**exported["state"])
+        for key in _SPAWN_COUNTERS:
+            setattr(t._progress, key, exported["progress"][key])
+        t._metrics.reset()
+        t._metrics.store((exported["callback_metrics"], exported["logged_metrics"], {}))
 
     def to_device(self, batch: object, dataloader_idx: int = 0) -> object:
         """``batch`` as the loop hands it to the step: the module's transfer hooks applied, on the device."""
