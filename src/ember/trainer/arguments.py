@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime
 import numbers
 import os
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import torch
 
 from ember.callbacks.callback import Callback
 from ember.module import LightningModule
 from ember.strategies.strategy import Strategy
+
+if TYPE_CHECKING:
+    from ember.trainer.trainer import Trainer
 
 
 def uncompiled(model: Any) -> Any:
@@ -227,7 +230,7 @@ def checkpoints_last(callbacks: list) -> list:
         [cb for cb in callbacks if isinstance(cb, Checkpoint)]
 
 
-def apply_shortcuts(trainer: Any, deterministic: Any, benchmark: Optional[bool]) -> None:
+def apply_shortcuts(trainer: Trainer, deterministic: Any, benchmark: Optional[bool]) -> None:
     """What ``fast_dev_run`` and ``overfit_batches`` override, and torch's ``deterministic``/``benchmark`` flags."""
     if trainer.fast_dev_run:
         n = trainer.fast_dev_run

@@ -7,10 +7,13 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ember.__about__ import __version__
 from ember._checkpoint_io import other_checkpoints
+
+if TYPE_CHECKING:
+    from ember.trainer.trainer import Trainer
 
 # Lightning reads this key to decide how to migrate a checkpoint; naming a release whose format we
 # follow lets `pytorch_lightning` load ember's `state_dict` and hyper-parameters without migration.
@@ -52,7 +55,7 @@ def _plain_hparams(hparams: Any) -> dict:
     return hparams_for_checkpoint(hparams)
 
 
-def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
+def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict:
     """The checkpoint dict: Lightning's keys plus ember's loop progress (with RNG states)."""
     module = trainer.lightning_module
     checkpoint: dict = {
@@ -100,7 +103,7 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False) -> dict:
     return checkpoint
 
 
-def restore_training_state(trainer: Any, checkpoint: dict, path: Any) -> None:
+def restore_training_state(trainer: Trainer, checkpoint: dict, path: Any) -> None:
     """Load a checkpoint into the running fit: weights, callbacks, optimizers, schedulers, data, progress.
 
     What this run cannot continue from is refused first, before anything is loaded: counters out of range for
@@ -154,7 +157,7 @@ _RESUME_ELSEWHERE = ("Resume from an earlier checkpoint{others}, or start a new 
                      "`Model.load_from_checkpoint(path)`.")
 
 
-def _check_progress(trainer: Any, progress: Any, path: Any) -> None:
+def _check_progress(trainer: Trainer, progress: Any, path: Any) -> None:
     """The saved counters against this run: its data (an epoch's batches), max_steps and max_epochs."""
     from ember.trainer.progress import Progress
 
@@ -242,7 +245,7 @@ def _check_param_groups(path: Any, index: int, opt: Any, state: Any) -> None:
 
 
 # --- which checkpoint a run reads: Trainer.fit/validate/test/predict(ckpt_path=...) -------------------------------
-def resolve_ckpt_path(trainer: Any, ckpt_path: Optional[str]) -> Optional[str]:
+def resolve_ckpt_path(trainer: Trainer, ckpt_path: Optional[str]) -> Optional[str]:
     """``ckpt_path`` as a path: 'best' (the ModelCheckpoint's best), 'last' (the newest last*.ckpt this trainer
     can find; None with a warning when there is none), or a file (a folder for a sharded checkpoint)."""
     if ckpt_path is None:
@@ -264,7 +267,7 @@ def resolve_ckpt_path(trainer: Any, ckpt_path: Optional[str]) -> Optional[str]:
     return ckpt_path
 
 
-def _find_last_checkpoint(trainer: Any, sharded: bool) -> Optional[str]:
+def _find_last_checkpoint(trainer: Trainer, sharded: bool) -> Optional[str]:
     candidates = []
     for cb in trainer.checkpoint_callbacks:
         if getattr(cb, "last_model_path", ""):
@@ -279,13 +282,13 @@ def _find_last_checkpoint(trainer: Any, sharded: bool) -> Optional[str]:
     return max(candidates, key=os.path.getmtime) if candidates else None
 
 
-def read(trainer: Any, path: Any, weights_only: Optional[bool]) -> dict:
+def read(trainer: Trainer, path: Any, weights_only: Optional[bool]) -> dict:
     """The checkpoint at ``path``, read by the strategy (a sharded one reads its folder); fully unpickled only
     when the caller asked for ``weights_only=False``."""
     return trainer.strategy.load_checkpoint(path, trainer.root_device, weights_only=weights_only)
 
 
-def load_weights_from(trainer: Any, ckpt_path: Optional[str], weights_only: Optional[bool] = None) -> None:
+def load_weights_from(trainer: Trainer, ckpt_path: Optional[str], weights_only: Optional[bool] = None) -> None:
     """validate/test/predict with ``ckpt_path``: load that checkpoint's weights into the model."""
     path = resolve_ckpt_path(trainer, ckpt_path)
     if path is None:

@@ -8,18 +8,21 @@ those are left out the same way.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ember._utils import is_overridden
 from ember.callbacks.callback import Callback, _is_monitoring
 from ember.module import LightningModule
+
+if TYPE_CHECKING:
+    from ember.trainer.trainer import Trainer
 
 
 class HookRunner:
     """The hook table of one run. With a ``profiler`` each entry is built already timed, under Lightning's
     action names ('[Callback]ModelCheckpoint.on_train_epoch_end', '[LightningModule]Net.on_fit_start')."""
 
-    def __init__(self, trainer: Any, module: LightningModule, callbacks: list, profiler: Any = None) -> None:
+    def __init__(self, trainer: Trainer, module: LightningModule, callbacks: list, profiler: Any = None) -> None:
         self.trainer = trainer
         self.module = module
         self.callbacks = callbacks
@@ -109,7 +112,7 @@ class HookRunner:
         return fn if self.profiler is None else self.profiler.timed(fn, action)
 
 
-def strategy_action(trainer: Any) -> str:
+def strategy_action(trainer: Trainer) -> str:
     """How profiler reports name what the strategy runs: '[Strategy]SingleDeviceStrategy'."""
     return f"[Strategy]{type(trainer.strategy).__name__.lstrip('_')}"
 

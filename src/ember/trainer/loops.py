@@ -8,7 +8,7 @@ import itertools
 import math
 import warnings
 
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -23,9 +23,12 @@ from ember.trainer.run_state import logs_at
 from ember.trainer.signals import stop_for_signal
 from ember.utilities.rank_zero import rank_zero_warn
 
+if TYPE_CHECKING:
+    from ember.trainer.trainer import Trainer
+
 
 # --- fit -------------------------------------------------------------------------------------------
-def run_fit(trainer: Any) -> None:
+def run_fit(trainer: Trainer) -> None:
     """on_train_start, epochs until a stopping rule says done, on_train_end."""
     hooks = trainer._hooks
     progress = trainer._progress
@@ -59,7 +62,7 @@ def run_fit(trainer: Any) -> None:
     hooks.call("on_train_end")
 
 
-def _fit_done(trainer: Any) -> bool:
+def _fit_done(trainer: Trainer) -> bool:
     p = trainer._progress
     if trainer.world_size > 1:  # every rank must make the same choice: they vote (a signal on any rank counts)
         signal, time_up, stop = trainer.strategy.stop_vote.now(_stop_wish(trainer))
@@ -74,12 +77,12 @@ def _fit_done(trainer: Any) -> bool:
     return trainer._time_is_up() or _stop_granted(trainer)
 
 
-def _stop_wish(trainer: Any) -> list:
+def _stop_wish(trainer: Trainer) -> list:
     """This rank's reasons to stop: [signal number or 0, max_time reached, should_stop granted]."""
     return [trainer._signals.received or 0, int(trainer._time_is_up()), int(_stop_granted(trainer))]
 
 
-def _ranks_agree_to_stop(trainer: Any) -> bool:
+def _ranks_agree_to_stop(trainer: Trainer) -> bool:
     """Under DDP, leave the epoch when the ranks' latest vote says so (see StopVote)."""
     answer = trainer.strategy.stop_vote.step(_stop_wish, trainer)
     if answer is None:
@@ -89,7 +92,7 @@ def _ranks_agree_to_stop(trainer: Any) -> bool:
     return any(answer)
 
 
-def _stop_granted(trainer: Any) -> bool:
+def _stop_granted(trainer: Trainer) -> bool:
     """``should_stop`` takes effect once ``min_epochs`` and ``min_steps`` are reached, as in Lightning."""
     if not trainer.should_stop:
         return False
@@ -97,7 +100,7 @@ def _stop_granted(trainer: Any) -> bool:
     return p.epoch >= (trainer.min_epochs or 0) and p.optimizer_steps >= (trainer.min_steps or 0)
 
 
-def run_train_epoch(trainer: Any, results: Results, first: Optional[tuple] = None) -> None:
+def run_train_epoch(trainer: Trainer, results: Results, first: Optional[tuple] = None) -> None:
     """One training epoch, its values logged into ``results``; ``first``: (loader, iterator) when run_fit made the
     iterator already."""
     t = trainer
@@ -215,7 +218,7 @@ def run_train_epoch(trainer: Any, results: Results, first: Optional[tuple] = Non
 _NO_BATCH = object()
 
 
-def finish_train_epoch(trainer: Any, results: Results, validate: bool) -> None:
+def finish_train_epoch(trainer: Trainer, results: Results, validate: bool) -> None:
     """Validation, on_train_epoch_end, epoch metrics, epoch schedulers, then checkpoint/early stopping.
 
     ModelCheckpoint and EarlyStopping run last, so a checkpoint written here holds the finished
@@ -274,7 +277,7 @@ def _check_dataloader_idx(module: Any, stage: str, prefix: str, multi: bool) -> 
                                "default value i.e. `dataloader_idx=0`.")
 
 
-def _warn_shared_names(t: Any, train: Results, validation: Results) -> None:
+def _warn_shared_names(t: Trainer, train: Results, validation: Results) -> None:
     """Once per fit: a name logged in both training and validation holds one value in callback_metrics and the
     loggers, whichever came last (a monitor of that name then reads either)."""
     shared = sorted(set(train.entries) & set(validation.entries))
@@ -345,7 +348,7 @@ def _epoch_iterator(loader: Any, p: Any) -> Iterator:
     return iterator
 
 
-def run_sanity_check(trainer: Any) -> None:
+def run_sanity_check(trainer: Trainer) -> None:
     """A few validation batches before training (``num_sanity_val_steps``), to fail early on a broken
     validation_step. As Lightning: the global random generators (torch, CUDA, NumPy, random) are as they were
     before it, so a run trains exactly as with num_sanity_val_steps=0 (its DataLoader iterators draw seeds from
@@ -375,7 +378,7 @@ def run_sanity_check(trainer: Any) -> None:
 _PREFIX = {"validate": "validation", "test": "test", "predict": "predict", "sanity": "validation"}
 
 
-def run_evaluation(trainer: Any, stage: str, loaders: list, limits: list, epoch_end: bool = False) -> list:
+def run_evaluation(trainer: Trainer, stage: str, loaders: list, limits: list, epoch_end: bool = False) -> list:
     """Run validation_step/test_step/predict_step over ``loaders`` in eval mode without gradients.
 
     Returns one dict of epoch metrics per dataloader (validate/test), or the per-batch outputs (predict).

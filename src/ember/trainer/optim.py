@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch.optim import Optimizer
+
+if TYPE_CHECKING:
+    from ember.trainer.trainer import Trainer
 
 _FORMS = ("an optimizer; a list of optimizers; ([optimizers], [schedulers]); a dict "
           "{'optimizer': opt, 'lr_scheduler': scheduler_or_config, 'monitor': 'metric'}; or a list/tuple of such dicts")
@@ -120,7 +123,7 @@ class LightningOptimizer:
     """What ``self.optimizers()`` returns: the optimizer, whose ``step`` also runs hooks, AMP and counting.
     Everything else (``param_groups``, ``zero_grad``, ``state_dict``, ...) is the wrapped optimizer's."""
 
-    def __init__(self, optimizer: Optimizer, trainer: Any) -> None:
+    def __init__(self, optimizer: Optimizer, trainer: Trainer) -> None:
         self._optimizer = optimizer
         self._trainer = trainer
 
@@ -143,7 +146,7 @@ class LightningOptimizer:
         return getattr(self._optimizer, name)
 
 
-def configure_optimizers(trainer: Any, module: Any) -> None:
+def configure_optimizers(trainer: Trainer, module: Any) -> None:
     """Call the module's ``configure_optimizers`` and keep what it returned on the trainer (``optimizers``,
     ``lr_scheduler_configs``, and the wrappers ``self.optimizers()`` returns), refusing what cannot run."""
     module.__dict__["_current_fx"] = "configure_optimizers"
@@ -177,7 +180,7 @@ def configure_optimizers(trainer: Any, module: Any) -> None:
     trainer._wrapped_optimizers = [LightningOptimizer(o, trainer) for o in optimizers]
 
 
-def step_schedulers(trainer: Any, interval: str) -> None:
+def step_schedulers(trainer: Trainer, interval: str) -> None:
     """Step the schedulers whose interval is ``interval`` when their frequency says so."""
     if not trainer.lr_scheduler_configs:
         return

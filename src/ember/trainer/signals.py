@@ -16,7 +16,10 @@ import contextlib
 import os
 import signal
 import threading
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+if TYPE_CHECKING:
+    from ember.trainer.trainer import Trainer
 
 _CAUGHT = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGINT") if hasattr(signal, name))
 
@@ -51,7 +54,7 @@ class SignalCatcher:
             self.received = signum
 
 
-def stop_for_signal(trainer: Any) -> None:
+def stop_for_signal(trainer: Trainer) -> None:
     """Write last.ckpt, flush the loggers, and leave fit the way the signal asks."""
     signum = trainer._signals.received
     name = signal.Signals(signum).name
@@ -74,7 +77,7 @@ def stop_for_signal(trainer: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _requeue_slurm_job(trainer: Any) -> None:
+def _requeue_slurm_job(trainer: Trainer) -> None:
     """Under SLURM, SIGUSR1 is the warning before the time limit (``#SBATCH --signal=SIGUSR1@90``): put the job back
     in the queue, as Lightning does, so that it restarts and resumes from last.ckpt. Off with
     ``plugins=[SLURMEnvironment(auto_requeue=False)]``."""
@@ -105,7 +108,7 @@ def _requeue_slurm_job(trainer: Any) -> None:
               flush=True)
 
 
-def _last_checkpoint_path(trainer: Any) -> str:
+def _last_checkpoint_path(trainer: Trainer) -> str:
     cb = trainer.checkpoint_callback
     folder = getattr(cb, "dirpath", None) or os.path.join(trainer.default_root_dir, "checkpoints")
     return os.path.join(folder, "last.ckpt")
