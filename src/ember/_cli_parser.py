@@ -4,7 +4,7 @@ This module imports jsonargparse at its top, so ``ember.cli`` loads it only when
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import jsonargparse
 import torch
@@ -15,6 +15,21 @@ from ember.module import LightningModule
 from ember.trainer.trainer import Trainer
 
 _LIGHTNING_BASES = (Trainer, LightningModule, LightningDataModule, Callback)
+# jsonargparse 4.50 renamed save/dump's skip_none to skip_unset and 4.53 moved add_instantiator to instantiate's
+# instantiators, deprecating the old names (gone in 5.0); ember also supports 4.40.1-4.49 (Python 3.9 has no newer)
+_VERSION = tuple(int(part) for part in jsonargparse.__version__.split(".")[:2])
+KEEP_NONE = {"skip_unset" if _VERSION >= (4, 50) else "skip_none": False}  # save/dump: keep arguments set to None
+
+
+def instantiate(parser: jsonargparse.ArgumentParser, config: Any, instantiators: list, subparsers: Iterable) -> Any:
+    """``parser.instantiate(config)``, building each class through the first of ``instantiators``,
+    ``(function(class, *args, **kwargs), class, subclasses too)``, that matches it."""
+    if _VERSION >= (4, 53):
+        return parser.instantiate(config, instantiators=instantiators)
+    for each in (parser, *subparsers):
+        for instantiator in instantiators:
+            each.add_instantiator(*instantiator)
+    return (parser.instantiate if _VERSION >= (4, 49) else parser.instantiate_classes)(config)
 
 
 class LightningArgumentParser(jsonargparse.ArgumentParser):
@@ -86,8 +101,7 @@ class LightningArgumentParser(jsonargparse.ArgumentParser):
         by class path. With ``link_to="AUTOMATIC"`` the CLI builds it in the model's ``configure_optimizers``;
         otherwise its ``{"class_path", "init_args"}`` goes to the argument ``link_to`` (``"model.optimizer"``).
         """
-        self._add_optim_group(optimizer_class, torch.optim.Optimizer, nested_key, link_to, "params")
-        self._optimizers[nested_key] = (optimizer_class, link_to)
+        self._add_optim_group(self._optimizers, optimizer_class, torch.optim.Optimizer, nested_key, link_to, "params")
 
     def add_lr_scheduler_args(self, lr_scheduler_class: Union[type, tuple, None] = None,
                               nested_key: str = "lr_scheduler", link_to: str = "AUTOMATIC") -> None:
@@ -98,12 +112,11 @@ class LightningArgumentParser(jsonargparse.ArgumentParser):
         """
         from ember.cli import LRSchedulerTypeTuple
 
-        self._add_optim_group(lr_scheduler_class or LRSchedulerTypeTuple, LRSchedulerTypeTuple, nested_key, link_to,
-                              "optimizer")
-        self._lr_schedulers[nested_key] = (lr_scheduler_class or LRSchedulerTypeTuple, link_to)
+        self._add_optim_group(self._lr_schedulers, lr_scheduler_class or LRSchedulerTypeTuple, LRSchedulerTypeTuple,
+                              nested_key, link_to, "optimizer")
 
-    def _add_optim_group(self, classes: Union[type, tuple], base: Union[type, tuple], nested_key: str, link_to: str,
-                         filled: str) -> None:
+    def _add_optim_group(self, register: dict, classes: Union[type, tuple], base: Union[type, tuple], nested_key: str,
+                         link_to: str, filled: str) -> None:
         given = classes if isinstance(classes, tuple) else (classes,)
         wrong = [c for c in given if not (isinstance(c, type) and issubclass(c, base))]
         if wrong:
@@ -115,3 +128,4 @@ class LightningArgumentParser(jsonargparse.ArgumentParser):
             self.add_subclass_arguments(classes, nested_key, **kwargs)
         else:
             self.add_class_arguments(classes, nested_key, sub_configs=True, **kwargs)
+        register[nested_key] = (classes, link_to)

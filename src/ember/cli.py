@@ -18,6 +18,7 @@ Nothing heavy is imported at the top of this file: jsonargparse loads when a ``L
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
@@ -26,6 +27,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 
+from ember._hparams import OBJECT_KEY
 from ember.callbacks.callback import Callback
 from ember.datamodule import LightningDataModule
 from ember.module import LightningModule
@@ -82,7 +84,7 @@ def _import_jsonargparse() -> Any:
     try:
         import jsonargparse
     except ImportError as e:
-        raise ImportError("LightningCLI needs jsonargparse: pip install 'jsonargparse[signatures]>=4.27' "
+        raise ImportError("LightningCLI needs jsonargparse: pip install 'jsonargparse[signatures]>=4.40.1' "
                           "(or pip install -e '.[cli]')") from e
     return jsonargparse
 
@@ -122,9 +124,7 @@ class SaveConfigCallback(Callback):
             log_dir = trainer.log_dir or trainer.default_root_dir
             path = os.path.join(log_dir, self.config_filename)
             exists = trainer.is_global_zero and not self.overwrite and os.path.isfile(path)
-            strategy = getattr(trainer, "strategy", None)
-            if strategy is not None and hasattr(strategy, "broadcast"):
-                exists = strategy.broadcast(exists)  # every rank stops, not only rank 0
+            exists = trainer.strategy.broadcast(exists)  # every rank stops, not only rank 0
             if exists:
                 raise RuntimeError(
                     f"SaveConfigCallback found an existing {path} and will not overwrite it: it records an earlier "
@@ -133,9 +133,10 @@ class SaveConfigCallback(Callback):
                     "LightningCLI(save_config_callback=None) to save no config."
                 )
             if trainer.is_global_zero:
+                from ember._cli_parser import KEEP_NONE
+
                 os.makedirs(log_dir, exist_ok=True)
-                self.parser.save(self.config, path, skip_none=False, overwrite=self.overwrite,
-                                 multifile=self.multifile)
+                self.parser.save(self.config, path, overwrite=self.overwrite, multifile=self.multifile, **KEEP_NONE)
         if trainer.is_global_zero:
             self.save_config(trainer, pl_module, stage)
             self.already_saved = True
@@ -182,7 +183,6 @@ class LightningCLI:
         auto_configure_optimizers: bool = True,
         load_from_checkpoint_support: bool = True,
     ) -> None:
-        _import_jsonargparse()
         self.save_config_callback = save_config_callback
         self.save_config_kwargs = save_config_kwargs or {}
         self.trainer_class = trainer_class
@@ -205,8 +205,6 @@ class LightningCLI:
         self._parse_ckpt_path(args)
         self.subcommand = self.config["subcommand"] if run else None
         self._set_seed()
-        if load_from_checkpoint_support:
-            self._add_instantiators()
         self.before_instantiate_classes()
         self.instantiate_classes()
         self.after_instantiate_classes()
@@ -289,12 +287,9 @@ class LightningCLI:
     def link_optimizers_and_lr_schedulers(parser: Any) -> None:
         """Send each optimizer/scheduler group added with a ``link_to`` to that argument as a class-path dict."""
         for key, (classes, link_to) in {**parser._optimizers, **parser._lr_schedulers}.items():
-            if link_to == "AUTOMATIC":
-                continue
-            if isinstance(classes, tuple):  # the group already holds {"class_path", "init_args"}
-                parser.link_arguments(key, link_to)
-            else:
-                parser.link_arguments(key, link_to, compute_fn=_class_path_adder(classes))
+            if link_to != "AUTOMATIC":  # a tuple's group already holds {"class_path", "init_args"}
+                parser.link_arguments(key, link_to, compute_fn=None if isinstance(classes, tuple)
+                                      else functools.partial(_class_path_of, classes))
 
     def parse_arguments(self, parser: Any, args: ArgsType) -> None:
         """Parse ``args`` (a list of strings, a dict, or None for ``sys.argv``) into ``self.config``."""
@@ -305,22 +300,14 @@ class LightningCLI:
             self.config = parser.parse_args(args)
 
     # --- hyperparameters: the config that built the model, in its checkpoints --------------------------------
-    def _add_instantiators(self) -> None:
-        """Build the model and datamodule inside ``cli_config_context``, so that ``save_hyperparameters`` stores
-        an object built from a ``class_path`` as that config (plain data), as Lightning does."""
-        for key, cls, subclasses in (("model", self._model_class, self.subclass_mode_model),
-                                     ("data", self._datamodule_class, self.subclass_mode_data)):
-            if not isinstance(cls, type):
-                continue  # a function that returns the object: it is not the class being built
-            for parser in (self.parser, *self._subcommand_parsers.values()):
-                parser.add_instantiator(_ConfigInstantiator(self, key), cls, subclasses=subclasses)
-
     def _config_of(self, key: str) -> dict:
         """The plain-data config of the ``key`` group's ``__init__`` arguments (``init_args`` in subclass mode)."""
         if not hasattr(self, "_config_dump"):
             import yaml
 
-            dumped = self.parser.dump(self.config, skip_link_targets=False, skip_none=False, format="yaml")
+            from ember._cli_parser import KEEP_NONE
+
+            dumped = self.parser.dump(self.config, skip_link_targets=False, format="yaml", **KEEP_NONE)
             self._config_dump = yaml.safe_load(dumped) or {}
             if self.subcommand is not None:
                 self._config_dump = self._config_dump.get(self.subcommand) or {}
@@ -338,7 +325,7 @@ class LightningCLI:
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or not os.path.isfile(ckpt_path):
             return
-        from ember._hparams import OBJECT_KEY, has_class_path, split_cli_configs
+        from ember._hparams import split_cli_configs
         from ember._checkpoint_io import load_checkpoint
 
         # `--weights_only false` (fit/validate/test/predict's own argument) trusts the file; otherwise no code runs
@@ -351,19 +338,16 @@ class LightningCLI:
         subclass = self.subclass_mode_model
         model = self.config[subcommand].get("model")
         class_path = model.get("class_path") if subclass and hasattr(model, "get") else None
-        if subclass:
-            model_class = _imported_class(class_path)
-            if model_class is None:
+        if subclass:  # the class named on the command line: its module was imported when it was parsed
+            module, _, name = str(class_path).rpartition(".")
+            model_class = getattr(sys.modules.get(module), name, None)
+            if not isinstance(model_class, type):
                 return
-            accepted = {f"model.{name}" for name in list(inspect.signature(model_class.__init__).parameters)[1:]}
+            accepted = set(list(inspect.signature(model_class.__init__).parameters)[1:])
         else:
-            accepted = {action.dest for action in parser._actions}
-        plain, skipped = {}, []
-        for key, value in stored.items():
-            if key in from_cli or has_class_path(value) or _holds(value, OBJECT_KEY) or not _plain_data(value):
-                skipped.append(key)
-            elif f"model.{key}" in accepted:
-                plain[key] = value
+            accepted = {action.dest[len("model."):] for action in parser._actions if action.dest.startswith("model.")}
+        skipped = [key for key, value in stored.items() if key in from_cli or not _plain_data(value)]
+        plain = {key: value for key, value in stored.items() if key in accepted and key not in skipped}
         if skipped:
             warnings.warn(f"--ckpt_path={ckpt_path}: the model's hyperparameters {skipped} are objects (built from "
                           "class paths, or described); they are not read from the checkpoint (nothing it names is "
@@ -371,11 +355,8 @@ class LightningCLI:
                           stacklevel=3)
         if not plain:
             return
-        if subclass:
-            defaults = {"model": {"class_path": class_path, "init_args": plain}}
-        else:
-            defaults = {f"model.{k}": v for k, v in plain.items()}
-        parser.set_defaults(defaults)
+        parser.set_defaults({"model": {"class_path": class_path, "init_args": plain}} if subclass
+                            else {f"model.{k}": v for k, v in plain.items()})
         self.parse_arguments(self.parser, args)
 
     # --- building the objects ----------------------------------------------------------------------------
@@ -383,9 +364,18 @@ class LightningCLI:
         """Override to run code after parsing, before anything is built (``self.config`` can be changed)."""
 
     def instantiate_classes(self) -> None:
-        """Build the model, datamodule, callbacks and Trainer from ``self.config`` into ``self.config_init``."""
-        instantiate = getattr(self.parser, "instantiate", None) or self.parser.instantiate_classes  # 4.49 rename
-        self.config_init = instantiate(self.config)
+        """Build the model, datamodule, callbacks and Trainer from ``self.config`` into ``self.config_init``.
+
+        With ``load_from_checkpoint_support`` the model and datamodule are built inside ``cli_config_context``, so
+        that ``save_hyperparameters`` stores an object built from a ``class_path`` as that config (plain data)."""
+        from ember._cli_parser import instantiate
+
+        groups = (("model", self._model_class, self.subclass_mode_model),
+                  ("data", self._datamodule_class, self.subclass_mode_data))
+        instantiators = [(functools.partial(_build_in_config_context, self, key), cls, subclasses)
+                         for key, cls, subclasses in groups  # a function returning the object is not its class
+                         if self.load_from_checkpoint_support and isinstance(cls, type)]
+        self.config_init = instantiate(self.parser, self.config, instantiators, self._subcommand_parsers.values())
         self.datamodule = self._get(self.config_init, "data")
         self.model = self._get(self.config_init, "model")
         self._add_configure_optimizers_method_to_model(self.subcommand)
@@ -398,13 +388,9 @@ class LightningCLI:
         """Build the Trainer from ``trainer.*`` and ``kwargs``, with the callbacks of callback groups (such as
         ``--checkpoint.*``), ``trainer_defaults['callbacks']`` and the SaveConfigCallback."""
         config = {**self._get(self.config_init, "trainer", {}), **kwargs}
-        callbacks = config.get("callbacks")
-        if not isinstance(callbacks, (list, tuple)):
-            callbacks = [] if callbacks is None else [callbacks]
-        callbacks = list(callbacks)
-        callbacks += [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
-        extra = self.trainer_defaults.get("callbacks") or []
-        callbacks += list(extra) if isinstance(extra, (list, tuple)) else [extra]
+        callbacks = [*_as_list(config.get("callbacks")),
+                     *(self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys),
+                     *_as_list(self.trainer_defaults.get("callbacks"))]
         if self.save_config_callback is not None and not config.get("fast_dev_run", False):
             callbacks.append(self.save_config_callback(self._parser(self.subcommand),
                                                        self.config.get(str(self.subcommand), self.config),
@@ -471,7 +457,7 @@ class LightningCLI:
         init = self._get(self.config_init, key)
         if isinstance(classes, tuple):
             return _plain(init) if init else None
-        return _class_path_adder(classes)(init)  # one class: the group holds only its init_args
+        return _class_path_of(classes, init)  # one class: the group holds only its init_args
 
     # --- running -----------------------------------------------------------------------------------------
     def _run_subcommand(self, subcommand: str) -> None:
@@ -492,42 +478,27 @@ class LightningCLI:
         return kwargs
 
 
-class _ConfigInstantiator:
+def _build_in_config_context(cli: LightningCLI, key: str, class_type: type, *args: Any, **kwargs: Any) -> Any:
     """jsonargparse builds the model (or datamodule) through this: inside ``cli_config_context``."""
+    from ember._hparams import cli_config_context
 
-    def __init__(self, cli: LightningCLI, key: str) -> None:
-        self.cli, self.key = cli, key
-
-    def __call__(self, class_type: type, *args: Any, **kwargs: Any) -> Any:
-        from ember._hparams import cli_config_context
-
-        with cli_config_context(class_type, lambda: self.cli._config_of(self.key)):
-            return class_type(*args, **kwargs)
-
-
-def _imported_class(class_path: Any) -> Optional[type]:
-    """The class at ``class_path`` (from the command line; its module was imported when it was parsed), or None."""
-    if not isinstance(class_path, str) or "." not in class_path:
-        return None
-    module, _, name = class_path.rpartition(".")
-    found = getattr(sys.modules.get(module), name, None)
-    return found if isinstance(found, type) else None
+    with cli_config_context(class_type, lambda: cli._config_of(key)):
+        return class_type(*args, **kwargs)
 
 
 def _plain_data(value: Any) -> bool:
-    """Numbers, strings, None and lists/dicts of them: what a config holds."""
+    """Numbers, strings, None and lists/dicts of them, none a ``class_path`` or an object's description: what a
+    config holds that builds nothing."""
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain_data(v) for k, v in value.items())
+        return not {"class_path", OBJECT_KEY} & value.keys() and all(
+            isinstance(k, str) and _plain_data(v) for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return all(_plain_data(v) for v in value)
     return value is None or type(value) in (bool, int, float, str)
 
 
-def _holds(value: Any, key: str) -> bool:
-    """Whether a dict with ``key`` is, or is inside, ``value``."""
-    if isinstance(value, dict):
-        return key in value or any(_holds(v, key) for v in value.values())
-    return isinstance(value, (list, tuple)) and any(_holds(v, key) for v in value)
+def _as_list(value: Any) -> list:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _plain(value: Any) -> Any:
@@ -535,11 +506,8 @@ def _plain(value: Any) -> Any:
     return value.as_dict() if hasattr(value, "as_dict") else value
 
 
-def _class_path_adder(cls: type) -> Callable[[Any], dict]:
-    def add_class_path(init_args: Any) -> dict:
-        return {"class_path": f"{cls.__module__}.{cls.__name__}", "init_args": _plain(init_args) or {}}
-
-    return add_class_path
+def _class_path_of(cls: type, init_args: Any) -> dict:
+    return {"class_path": f"{cls.__module__}.{cls.__name__}", "init_args": _plain(init_args) or {}}
 
 
 def _run_main(rest: list) -> int:
