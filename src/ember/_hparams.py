@@ -299,7 +299,7 @@ def _rebuild_cli_config(cls: type, key: str, config: Any, import_objects: bool) 
         import jsonargparse
     except ImportError as e:
         raise ImportError(f"{cls.__name__}.load_from_checkpoint: {key!r} was built by LightningCLI from {text}; "
-                          "building it again needs jsonargparse: pip install 'jsonargparse[signatures]>=4.27', or "
+                          "building it again needs jsonargparse: pip install 'jsonargparse[signatures]>=4.40.1', or "
                           f"pass {key}=... as a keyword argument.") from e
     others = set(list(inspect.signature(cls.__init__).parameters)[1:]) - {key}
     parser = jsonargparse.ArgumentParser(exit_on_error=False)
