@@ -15,7 +15,7 @@ from ember.utilities.enums import LightningEnum
 @dataclass
 class TrainerState:
     """What the trainer is doing (``trainer.state``): ``fn`` is the method running ('fit', 'validate', 'test',
-    'predict'). Here, below the trainer, so that the launcher and strategies can use it."""
+    'predict'). Its own module, so that code outside the Trainer can name the type without importing it."""
 
     fn: Optional[str] = None
     stage: Optional[str] = None  # 'train', 'sanity_check', 'validate', 'test', 'predict'

@@ -40,9 +40,9 @@ from ember.trainer.signals import SignalCatcher
 from ember.trainer.states import TrainerState
 
 
-def _read(owner: str, name: str) -> property:
+def _read(owner: str, name: str, doc: str) -> property:
     """A read-only property that reads ``trainer.<owner>.<name>``."""
-    return property(operator.attrgetter(f"{owner}.{name}"), doc=f"``trainer.{owner}.{name}``")
+    return property(operator.attrgetter(f"{owner}.{name}"), doc=doc)
 
 
 class Trainer:
@@ -407,25 +407,31 @@ class Trainer:
         return to_float(self._metrics.read(2))
 
     # --- properties users read ------------------------------------------------------------------------------
-    train_dataloader = _read("data", "train_dataloader")
-    val_dataloaders = _read("data", "val_dataloaders")
-    test_dataloaders = _read("data", "test_dataloaders")
-    predict_dataloaders = _read("data", "predict_dataloaders")
-    num_training_batches = _read("data", "num_training_batches")
-    num_val_batches = _read("data", "num_val_batches")
-    num_sanity_val_batches = _read("data", "num_sanity_val_batches")
-    num_test_batches = _read("data", "num_test_batches")
-    num_predict_batches = _read("data", "num_predict_batches")
-    current_epoch = _read("_progress", "epoch")
-    global_step = _read("_progress", "optimizer_steps")
-    precision = _read("_precision", "name")
-    scaler = _read("_precision", "scaler")
-    num_devices = _read("strategy", "num_processes")
-    global_rank = _read("strategy", "global_rank")
-    local_rank = _read("strategy", "local_rank")
-    node_rank = _read("strategy", "node_rank")
-    world_size = _read("strategy", "world_size")
-    num_nodes = _read("strategy", "num_nodes")
+    train_dataloader = _read("data", "train_dataloader",
+                              "The training DataLoader of this fit (this rank's share under DDP).")
+    val_dataloaders = _read("data", "val_dataloaders", "The validation DataLoader, or a list of them.")
+    test_dataloaders = _read("data", "test_dataloaders", "The test DataLoader, or a list of them.")
+    predict_dataloaders = _read("data", "predict_dataloaders", "The prediction DataLoader, or a list of them.")
+    num_training_batches = _read("data", "num_training_batches",
+                                  "Training batches per epoch, after ``limit_train_batches`` (``inf`` without a length).")
+    num_val_batches = _read("data", "num_val_batches",
+                             "Validation batches per dataloader (a list), after ``limit_val_batches``.")
+    num_sanity_val_batches = _read("data", "num_sanity_val_batches", "Batches per dataloader the sanity check runs.")
+    num_test_batches = _read("data", "num_test_batches",
+                              "Test batches per dataloader (a list), after ``limit_test_batches``.")
+    num_predict_batches = _read("data", "num_predict_batches",
+                                 "Prediction batches per dataloader (a list), after ``limit_predict_batches``.")
+    current_epoch = _read("_progress", "epoch",
+                           "The epoch being trained, from 0 (after fit: the number of epochs trained).")
+    global_step = _read("_progress", "optimizer_steps", "Optimizer steps taken so far.")
+    precision = _read("_precision", "name", "The precision name, e.g. '32-true' or 'bf16-mixed'.")
+    scaler = _read("_precision", "scaler", "The AMP GradScaler of '16-mixed', else None.")
+    num_devices = _read("strategy", "num_processes", "Devices (processes) per node.")
+    global_rank = _read("strategy", "global_rank", "This process's rank among all processes.")
+    local_rank = _read("strategy", "local_rank", "This process's rank on its node.")
+    node_rank = _read("strategy", "node_rank", "This node's rank.")
+    world_size = _read("strategy", "world_size", "The number of processes.")
+    num_nodes = _read("strategy", "num_nodes", "The number of nodes.")
 
     @property
     def lightning_module(self) -> LightningModule:
