@@ -107,7 +107,7 @@ MISSING = textwrap.dedent('''
 
     for attempt in ("from pytorch_lightning.callbacks import NotALightningName",
                     "import pytorch_lightning.not_a_module",
-                    "from lightning.fabric import Fabric",
+                    "from lightning.fabric import NotAFabricName",
                     "pl.NotALightningName"):
         try:
             exec(attempt)
@@ -125,7 +125,7 @@ def test_a_lightning_name_ember_lacks_is_named_with_where_to_look(tmp_path):
     assert len(lines) == 4, done.stdout + done.stderr
     expected = [("LightningNameError", "`pytorch_lightning.callbacks.NotALightningName`", "ember.callbacks"),
                 ("LightningNameError", "`pytorch_lightning.not_a_module`", "ember.not_a_module"),
-                ("LightningNameError", "`lightning.fabric`", "Lightning Fabric is not in ember yet"),
+                ("LightningNameError", "`lightning.fabric.NotAFabricName`", "ember.fabric.NotAFabricName"),
                 ("AttributeError", "`pytorch_lightning.NotALightningName`", "ember.NotALightningName")]
     for line, (kind, name, found) in zip(lines, expected):
         assert line.startswith(kind) and name in line and found in line and "docs/migration.md" in line, line

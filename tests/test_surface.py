@@ -198,11 +198,13 @@ def test_a_program_may_subclass_a_missing_class_and_fails_only_when_building_it(
     assert not isinstance(object(), CheckpointIO)
 
 
-def test_fabric_is_named_as_missing_for_import_lightning_as_L():
+def test_fabric_is_reachable_as_lightning_names_it_and_loads_only_when_used():
     from ember import Fabric
+    from ember.fabric import Fabric as FabricFromPackage
 
-    with pytest.raises(NotInEmberError, match=r"`lightning\.Fabric` is not in ember: .*; use ember\.Trainer"):
-        Fabric(accelerator="cpu")
+    assert Fabric is FabricFromPackage and ember.fabric.Fabric is Fabric  # `import lightning as L; L.Fabric`
+    code = "import sys, ember; print('ember.fabric' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
 def test_subpackages_are_reachable_from_the_root_like_lightnings():

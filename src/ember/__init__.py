@@ -63,11 +63,7 @@ def __getattr__(name: str) -> _Any:
         from ember.utilities import disable_possible_user_warnings
 
         return disable_possible_user_warnings
-    if name == "Fabric":  # `import lightning as L` programs port with `import ember as L`
-        from ember._missing import missing_class
-
-        globals()["Fabric"] = fabric = missing_class(
-            "lightning.Fabric", "ember gives Lightning's Trainer API, not Fabric's",
-            "ember.Trainer with a LightningModule, or plain PyTorch for a hand-written loop")
-        return fabric
+    if name in ("Fabric", "fabric"):  # `L.Fabric` in `import lightning as L` programs; loaded when first used
+        fabric = _importlib.import_module("ember.fabric")
+        return fabric if name == "fabric" else fabric.Fabric
     raise AttributeError(f"module 'ember' has no attribute {name!r}")

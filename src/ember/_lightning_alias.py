@@ -8,7 +8,7 @@ answers these imports:
 - ``pytorch_lightning`` and ``pytorch_lightning.X.Y`` get ``ember`` and ``ember.X.Y``;
 - ``lightning.pytorch`` and ``lightning.pytorch.X.Y`` get the same;
 - ``lightning`` gets ember's names (``L.LightningModule``, ``L.Trainer``, ``L.seed_everything``, ...);
-- ``lightning.fabric...`` and ``lightning_fabric...`` get ``ember.fabric...`` if ember has it, else a clear error;
+- ``lightning.fabric...`` and ``lightning_fabric...`` get ``ember.fabric...`` (``L.Fabric`` is ``ember.Fabric``);
   other parts of the ``lightning`` package (``lightning.app``) get a clear error.
 
 The mapping is generic: any ``ember.X.Y`` module answers ``pytorch_lightning.X.Y``. A Lightning module or
@@ -41,9 +41,6 @@ _PREFIXES = (
 _ROOTS = ("pytorch_lightning", "lightning", "lightning_fabric")
 _HELP = ("docs/migration.md lists ember's names and each known difference from Lightning: change this use, "
          "or run this program with Lightning")
-_HINTS = {
-    "ember.fabric": "Lightning Fabric is not in ember yet (ember covers the Trainer side: lightning.pytorch). ",
-}
 
 
 class LightningNameError(ImportError):
@@ -65,12 +62,10 @@ def ember_name(lightning_name: str) -> Optional[str]:
 
 
 def _missing(lightning_name: str, looked_for: Optional[str], detail: str = "") -> str:
-    hint = next((text for prefix, text in _HINTS.items()
-                 if looked_for and (looked_for == prefix or looked_for.startswith(prefix + "."))), "")
-    found = (f"ember has no `{looked_for}`" if looked_for else "ember stands in for lightning.pytorch, not this part "
-             "of the lightning package") + (f" ({detail})" if detail else "")
+    found = (f"ember has no `{looked_for}`" if looked_for else "ember stands in for lightning.pytorch and "
+             "lightning.fabric, not this part of the lightning package") + (f" ({detail})" if detail else "")
     return (f"`{lightning_name}` is a Lightning name that ember does not have: {found}. "
-            f"{hint}This program runs on ember through `ember run`, which answers Lightning imports with ember's "
+            f"This program runs on ember through `ember run`, which answers Lightning imports with ember's "
             f"modules. {_HELP}.")
 
 

@@ -1,0 +1,244 @@
+"""What ``fabric.setup`` and ``fabric.setup_dataloaders`` return: the user's module, optimizers and loaders, each
+wrapped so that the precision, the strategy and the device apply while the loop stays the user's own.
+
+- ``_FabricModule``: ``model(x)`` casts floating inputs to the precision's dtype, runs under its autocast (or
+  default dtype for '*-true'), goes through the strategy's wrapper (DDP) when there is one, and gives floating
+  outputs back in the default dtype. Every other attribute is the user's module's; ``state_dict()`` has the user's
+  keys (no wrapper prefix).
+- ``_FabricOptimizer``: ``step()`` goes through the precision (the GradScaler under '16-mixed'); it passes
+  ``isinstance(opt, torch.optim.AdamW)`` like the optimizer it wraps.
+- ``_FabricDataLoader``: each ``iter()`` sets the sampler's epoch, and batches arrive on the device.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+
+from ember._utils import apply_to_tensors, move_data_to_device
+
+__all__ = ["is_wrapped"]
+
+# methods of a LightningModule that run through the strategy's wrapper (DDP) like forward does
+_STEP_METHODS = ("training_step", "validation_step", "test_step", "predict_step")
+
+
+def _cast_floats(data: Any, dtype: torch.dtype) -> Any:
+    return apply_to_tensors(data, lambda t: t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t)
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: Optional[torch.dtype]) -> Iterator[None]:
+    """New floating tensors are ``dtype`` inside the block ('16-true', 'bf16-true', '64-true'); None: unchanged."""
+    if dtype is None:
+        yield
+        return
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
+def _forward_context(precision: Any) -> Any:
+    """Autocast for '*-mixed', the default dtype for '*-true', nothing for '32-true'."""
+    if precision.param_dtype is not None:
+        return _default_dtype(precision.param_dtype)
+    return precision.forward_context()
+
+
+class _FabricModule(torch.nn.Module):
+    """The module ``fabric.setup`` returns. ``.module`` is the user's module itself."""
+
+    def __init__(self, module: torch.nn.Module, precision: Any, compiled: Optional[torch.nn.Module] = None) -> None:
+        super().__init__()
+        self._original_module = module
+        self.__dict__.update(
+            _inner=module,  # the same module, read without nn.Module's attribute lookup on every call
+            _precision=precision,
+            _compiled=compiled,  # torch.compile(module) as the user passed it: what runs the module's forward
+            _wrapper=None,  # the strategy's wrapper (DDP) once set up; registered as a submodule too
+            _method="__call__",  # what the wrapper's forward runs on the module (a step method, see __getattr__)
+            _forward_methods=set(_STEP_METHODS),
+            # floating inputs are cast to this dtype and outputs back to the default one, as Lightning's Fabric does
+            _input_dtype=precision.autocast_dtype or precision.param_dtype,
+            _ready=True,
+        )
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The user's module, as passed to ``fabric.setup``."""
+        return self._inner
+
+    @property
+    def device(self) -> torch.device:
+        first = next(self._inner.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    def _set_wrapper(self, wrapper: torch.nn.Module) -> None:
+        torch.nn.Module.__setattr__(self, "_forward_module", wrapper)  # registered: train()/eval() reach it
+        self.__dict__["_wrapper"] = wrapper
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
+        """The module's forward (compiled if the user compiled it), or the step method being called through the
+        strategy's wrapper: what that wrapper runs as its own forward."""
+        method = self._method
+        if method == "__call__":
+            return (self._compiled if self._compiled is not None else self._inner)(*args, **kwargs)
+        return getattr(self._inner, method)(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("__call__", args, kwargs)
+
+    def _call(self, method: str, args: tuple, kwargs: dict) -> Any:
+        dtype = self._input_dtype
+        if dtype is not None:
+            args, kwargs = _cast_floats((args, kwargs), dtype)
+        with _forward_context(self._precision):
+            if self._wrapper is not None:
+                self.__dict__["_method"] = method
+                try:
+                    output = self._wrapper(*args, **kwargs)
+                finally:
+                    self.__dict__["_method"] = "__call__"
+            else:
+                output = self._run(*args, **kwargs)
+        return output if dtype is None else _cast_floats(output, torch.get_default_dtype())
+
+    def mark_forward_method(self, method: Any) -> None:
+        """Run ``model.<method>(...)`` through the strategy's wrapper (DDP) and the precision, as ``forward`` is:
+        for a method other than forward that computes the loss."""
+        name = method if isinstance(method, str) else getattr(method, "__name__", None)
+        if name == "forward":
+            raise ValueError("mark_forward_method('forward'): forward already runs through the strategy; mark only "
+                             "other methods.")
+        if not callable(getattr(self._inner, name or "", None)):
+            raise AttributeError(f"mark_forward_method({method!r}): {type(self._inner).__name__} has no "
+                                 f"method {name!r}. Pass the name of one of its methods.")
+        self._forward_methods.add(name)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        return self._inner.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, **kwargs: Any) -> Any:
+        return self._inner.load_state_dict(state_dict, strict=strict, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # the wrapper's own submodules
+        except AttributeError:
+            pass
+        if self.__dict__.get("_wrapper") is not None and name in self.__dict__["_forward_methods"]:
+            return functools.partial(self._call, name)  # through DDP, so its gradient hooks see the step
+        inner = self.__dict__.get("_inner")
+        if inner is None:  # not built yet (unpickling)
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not self.__dict__.get("_ready"):
+            super().__setattr__(name, value)
+            return
+        own = name in self.__dict__ or name in self._modules or hasattr(type(self), name)
+        original = self.__dict__["_inner"]
+        if own:
+            super().__setattr__(name, value)
+        if not own or hasattr(original, name):  # `model.flag = True` sets the user's module, as Lightning
+            setattr(original, name, value)
+
+
+class _FabricOptimizer:
+    """The optimizer ``fabric.setup`` returns: ``step()`` goes through the precision; the rest is the optimizer's."""
+
+    _classes: dict = {}  # optimizer class -> its Fabric subclass (isinstance checks keep working)
+
+    def __init__(self, optimizer: torch.optim.Optimizer, precision: Any, after_step: Optional[Callable] = None) -> None:
+        self.__dict__.update(_optimizer=optimizer, _precision=precision, _after_step=after_step)
+        kind = type(optimizer)
+        if kind not in _FabricOptimizer._classes:
+            _FabricOptimizer._classes[kind] = type(f"Fabric{kind.__name__}", (_FabricOptimizer, kind), {})
+        self.__class__ = _FabricOptimizer._classes[kind]
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self._optimizer
+
+    def step(self, closure: Optional[Callable] = None) -> Any:
+        kwargs = {} if closure is None else {"closure": closure}
+        output = self._precision.optimizer_step(self._optimizer, **kwargs)
+        if self._after_step is not None:  # the callbacks' on_after_optimizer_step, as in Lightning's Fabric
+            self._after_step(self._optimizer)
+        return output
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self._optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return self._optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._optimizer.load_state_dict(state_dict)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_optimizer"], name)
+
+    def __repr__(self) -> str:
+        return f"Fabric({self._optimizer!r})"
+
+
+class _FabricDataLoader:
+    """The loader ``fabric.setup_dataloaders`` returns. Each ``iter()`` sets the sampler's epoch (so a shuffling
+    DistributedSampler draws a new order every epoch), and batches are moved to ``device`` (None: left as they are).
+    Every other attribute is the DataLoader's."""
+
+    def __init__(self, loader: Any, device: Optional[torch.device]) -> None:
+        self.__dict__.update(_dataloader=loader, _device=device, _epoch=0)
+
+    @property
+    def device(self) -> Optional[torch.device]:
+        return self._device
+
+    def __len__(self) -> int:
+        return len(self._dataloader)
+
+    def __iter__(self) -> Iterator:
+        loader = self._dataloader
+        for name in ("sampler", "batch_sampler"):
+            set_epoch = getattr(getattr(loader, name, None), "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(self._epoch)
+        self.__dict__["_epoch"] += 1
+        device = self._device
+        if device is None:
+            yield from loader
+        else:
+            for batch in loader:
+                yield move_data_to_device(batch, device)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_dataloader"], name)
+
+
+def _unwrap(obj: Any) -> Any:
+    """The user's object behind a Fabric wrapper (the object itself otherwise)."""
+    if isinstance(obj, _FabricModule):
+        return obj._inner
+    if isinstance(obj, _FabricOptimizer):
+        return obj._optimizer
+    if isinstance(obj, _FabricDataLoader):
+        return obj._dataloader
+    inner = getattr(obj, "_orig_mod", None)  # torch.compile(module)
+    return inner if isinstance(inner, torch.nn.Module) and isinstance(obj, torch.nn.Module) else obj
+
+
+def is_wrapped(obj: object) -> bool:
+    """Whether ``obj`` was returned by ``fabric.setup``/``setup_module``/``setup_optimizers``/``setup_dataloaders``."""
+    return isinstance(_unwrap_compiled(obj), (_FabricModule, _FabricOptimizer, _FabricDataLoader))
+
+
+def _unwrap_compiled(obj: Any) -> Any:
+    inner = getattr(obj, "_orig_mod", None)
+    return inner if type(obj).__name__ == "OptimizedModule" and inner is not None else obj
