@@ -71,6 +71,22 @@ def test_a_fabric_loop_gives_the_weights_of_the_same_hand_written_loop():
     assert optimizer.state_dict()["state"][0]["step"] == 8
 
 
+def test_setup_module_then_setup_optimizers_as_for_sharded_models():
+    fabric = Fabric(accelerator="cpu")
+    model = fabric.setup_module(_model())
+    assert len(list(model.parameters())) == 4  # the user's parameters, each once
+    first, second = fabric.setup_optimizers(torch.optim.SGD(model.module[0].parameters(), lr=0.1),
+                                            torch.optim.SGD(model.module[2].parameters(), lr=0.1))
+    before = [p.detach().clone() for p in model.parameters()]
+    fabric.backward(model(torch.ones(3, 6)).sum())
+    first.step(), second.step()
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    model.custom_flag = True  # attributes set on the wrapper land on the user's module, as in Lightning
+    assert model.module.custom_flag and model.training
+    model.eval()
+    assert not model.module.training
+
+
 def test_save_then_load_resumes_bit_identically(tmp_path):
     fabric = Fabric(accelerator="cpu")
     module = _model()
@@ -236,6 +252,12 @@ def test_collectives_callbacks_and_loggers_in_one_process(tmp_path, capsys):
     fabric.call("on_epoch", epoch=3, unused="dropped")
     assert calls == [("setup", "Linear"), ("stepped", "SGD"), ("epoch", 3)]
 
+    class NotAHook:
+        on_epoch = 5
+
+    with pytest.warns(UserWarning, match=r"skips NotAHook\.on_epoch: it is a int, not a method"):
+        Fabric(accelerator="cpu", callbacks=NotAHook()).call("on_epoch", epoch=1)
+
     assert torch.equal(fabric.all_reduce(torch.tensor([1.0, 2.0])), torch.tensor([1.0, 2.0]))
     assert fabric.all_gather({"n": 3})["n"].item() == 3 and fabric.broadcast("x") == "x"
     with fabric.rank_zero_first():
@@ -308,8 +330,12 @@ DDP_SCRIPT = textwrap.dedent('''
     assert L.Fabric is Fabric
     fabric.launch()
     rank = fabric.global_rank
+    class Net(torch.nn.Sequential):
+        def training_step(self, batch):  # called on the set-up model: runs through DDP, as forward does
+            return torch.nn.functional.mse_loss(self(batch[0]), batch[1])
+
     torch.manual_seed(0)
-    module = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    module = Net(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     model, optimizer = fabric.setup(module, torch.optim.SGD(module.parameters(), lr=0.1))
     g = torch.Generator().manual_seed(1)
     x = torch.randn(64, 6, generator=g)
@@ -320,7 +346,8 @@ DDP_SCRIPT = textwrap.dedent('''
         for micro in range(2):
             xb, yb = next(batches)
             with fabric.no_backward_sync(model, enabled=micro == 0):
-                fabric.backward(torch.nn.functional.mse_loss(model(xb), yb) / 2)
+                loss = torch.nn.functional.mse_loss(model(xb), yb) if micro == 0 else model.training_step((xb, yb))
+                fabric.backward(loss / 2)
         optimizer.step()
         optimizer.zero_grad()
     gathered = fabric.all_gather(torch.tensor([rank]))

@@ -342,9 +342,12 @@ class Fabric:
             method = getattr(callback, hook_name, None)
             if method is None:
                 continue
-            if not callable(method):
-                raise TypeError(f"fabric.call({hook_name!r}): {type(callback).__name__}.{hook_name} is not a method "
-                                f"(it is {type(method).__name__}); rename the attribute or make it a method.")
+            if not callable(method):  # as Lightning: skipped, with a warning
+                from ember.utilities.rank_zero import rank_zero_warn
+
+                rank_zero_warn(f"fabric.call({hook_name!r}) skips {type(callback).__name__}.{hook_name}: it is a "
+                               f"{type(method).__name__}, not a method. Rename the attribute or make it a method.")
+                continue
             method(*args, **_kwargs_for(method, kwargs))
 
     def log(self, name: str, value: Any, step: Optional[int] = None) -> None:

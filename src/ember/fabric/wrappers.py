@@ -12,7 +12,6 @@ wrapped so that the precision, the strategy and the device apply while the loop 
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import Any, Callable, Iterator, Optional
 
 import torch
@@ -132,7 +131,8 @@ class _FabricModule(torch.nn.Module):
         except AttributeError:
             pass
         if self.__dict__.get("_wrapper") is not None and name in self.__dict__["_forward_methods"]:
-            return functools.partial(self._call, name)  # through DDP, so its gradient hooks see the step
+            call = self._call  # through DDP, so that its gradient hooks see the step
+            return lambda *args, **kwargs: call(name, args, kwargs)
         inner = self.__dict__.get("_inner")
         if inner is None:  # not built yet (unpickling)
             raise AttributeError(name)
