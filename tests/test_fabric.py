@@ -71,6 +71,21 @@ def test_a_fabric_loop_gives_the_weights_of_the_same_hand_written_loop():
     assert optimizer.state_dict()["state"][0]["step"] == 8
 
 
+def test_loss_scaling_is_undone_before_clipping_and_the_step():
+    """The '16-mixed' path (a GradScaler) on the CPU: scaling by a power of two and unscaling are exact, so the
+    weights equal the unscaled loop's, clipping included (gradients unscaled once, before the clip)."""
+    fabric = Fabric(accelerator="cpu")
+    fabric._precision.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=4)
+    module = _model()
+    model, optimizer = fabric.setup(module, torch.optim.AdamW(module.parameters(), lr=1e-2))
+    _fabric_steps(fabric, model, optimizer, fabric.setup_dataloaders(DataLoader(_data(), batch_size=8)), steps=8)
+    plain = Fabric(accelerator="cpu")
+    reference = _model()
+    model, optimizer = plain.setup(reference, torch.optim.AdamW(reference.parameters(), lr=1e-2))
+    _fabric_steps(plain, model, optimizer, plain.setup_dataloaders(DataLoader(_data(), batch_size=8)), steps=8)
+    assert _same(module.state_dict(), reference.state_dict()) and fabric._precision.scaler.get_scale() == 4096  # updated each step
+
+
 def test_setup_module_then_setup_optimizers_as_for_sharded_models():
     fabric = Fabric(accelerator="cpu")
     model = fabric.setup_module(_model())

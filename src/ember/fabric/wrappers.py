@@ -64,6 +64,8 @@ class _FabricModule(torch.nn.Module):
             _forward_methods=set(_STEP_METHODS),
             # floating inputs are cast to this dtype and outputs back to the default one, as Lightning's Fabric does
             _input_dtype=precision.autocast_dtype or precision.param_dtype,
+            # '32-true' without a strategy wrapper: forward is the module's own call, with nothing around it
+            _direct=(compiled if compiled is not None else module) if precision.plain else None,
             _ready=True,
         )
 
@@ -79,7 +81,7 @@ class _FabricModule(torch.nn.Module):
 
     def _set_wrapper(self, wrapper: torch.nn.Module) -> None:
         torch.nn.Module.__setattr__(self, "_forward_module", wrapper)  # registered: train()/eval() reach it
-        self.__dict__["_wrapper"] = wrapper
+        self.__dict__.update(_wrapper=wrapper, _direct=None)
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         """The module's forward (compiled if the user compiled it), or the step method being called through the
@@ -90,6 +92,9 @@ class _FabricModule(torch.nn.Module):
         return getattr(self._inner, method)(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        direct = self._direct
+        if direct is not None:
+            return direct(*args, **kwargs)
         return self._call("__call__", args, kwargs)
 
     def _call(self, method: str, args: tuple, kwargs: dict) -> Any:
@@ -195,7 +200,9 @@ class _FabricDataLoader:
     Every other attribute is the DataLoader's."""
 
     def __init__(self, loader: Any, device: Optional[torch.device]) -> None:
-        self.__dict__.update(_dataloader=loader, _device=device, _epoch=0)
+        # a DataLoader's batches are on the CPU already: moving them there would only cost time
+        move_to = device if device is not None and device.type != "cpu" else None
+        self.__dict__.update(_dataloader=loader, _device=device, _move_to=move_to, _epoch=0)
 
     @property
     def device(self) -> Optional[torch.device]:
@@ -211,7 +218,7 @@ class _FabricDataLoader:
             if callable(set_epoch):
                 set_epoch(self._epoch)
         self.__dict__["_epoch"] += 1
-        device = self._device
+        device = self._move_to
         if device is None:
             yield from loader
         else:
