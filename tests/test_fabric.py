@@ -333,6 +333,63 @@ def test_a_subclass_run_method_launches_first():
     assert Lite(accelerator="cpu").run(4) == (True, 8)
 
 
+
+class _Recorder:
+    """A logger that keeps what it is sent."""
+
+    def __init__(self):
+        self.rows = []
+
+    def log_metrics(self, metrics, step=None):
+        self.rows.append((dict(metrics), step))
+
+
+def test_a_lightning_module_under_fabric_logs_steps_and_runs_hooks_through_fabric():
+    calls = []
+
+    class Regressor(ember.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = _model()
+
+        def training_step(self, batch, batch_idx):
+            loss = torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+            self.log("train_loss", loss)
+            self.log("hidden", 1.0, logger=False)  # Fabric has nowhere else to send it: dropped, as in Lightning
+            return loss
+
+        def on_train_epoch_start(self):
+            calls.append(("epoch_start", self.trainer.world_size, self.trainer.is_global_zero))
+
+    recorder = _Recorder()
+    fabric = Fabric(accelerator="cpu", loggers=recorder)
+    module = Regressor()
+    opt = torch.optim.SGD(module.parameters(), lr=0.1)
+    model, optimizer = fabric.setup(module, opt)
+    assert module.fabric is fabric and module.optimizers() is optimizer and module.logger is recorder
+    fabric.call("on_train_epoch_start")  # the module is one of Fabric's callbacks now
+    assert calls == [("epoch_start", 1, True)]
+
+    plain = _model()
+    plain_opt = torch.optim.SGD(plain.parameters(), lr=0.1)
+    for batch_idx, (x, y) in enumerate(DataLoader(_data(), batch_size=8)):
+        loss = model.training_step((x, y), batch_idx)
+        module.manual_backward(loss)
+        module.optimizers().step()
+        optimizer.zero_grad()
+        plain_opt.zero_grad()
+        expected = torch.nn.functional.mse_loss(plain(x), y)
+        expected.backward()
+        plain_opt.step()
+        assert recorder.rows[-1] == ({"train_loss": expected.item()}, None)
+    assert len(recorder.rows) == 8
+    assert _same(module.net.state_dict(), plain.state_dict())
+
+    with pytest.raises(AttributeError, match="set up by Fabric.*no `max_epochs`"):
+        module.trainer.max_epochs
+    with pytest.raises(ValueError, match="nested dictionaries"):
+        module.log_dict({"a": {"b": 1.0}})
+
 DDP_SCRIPT = textwrap.dedent('''
     import sys
     import lightning as L

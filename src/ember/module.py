@@ -48,6 +48,8 @@ class LightningModule(nn.Module):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer: Optional["Trainer"] = None
+        self._fabric: Any = None  # set by Fabric.setup: then self.log, optimizers(), backward go through Fabric
+        self._fabric_optimizers: list = []
         self._hparams: AttributeDict = AttributeDict()
         self._hparams_initial: AttributeDict = AttributeDict()
         self._current_fx: Optional[str] = None  # the hook running now: decides self.log defaults
@@ -60,6 +62,8 @@ class LightningModule(nn.Module):
     # --- what the trainer owns ------------------------------------------------------------------
     @property
     def trainer(self) -> "Trainer":
+        if self._fabric is not None:  # set up by Fabric: self.trainer.X reads fabric.X, as in Lightning
+            return _FabricAsTrainer(self._fabric)  # type: ignore[return-value]
         if self._trainer is None and not self._jit_is_scripting:
             raise RuntimeError(
                 f"{type(self).__name__} is not attached to a Trainer: `self.trainer` exists only while "
@@ -71,6 +75,18 @@ class LightningModule(nn.Module):
     @trainer.setter
     def trainer(self, trainer: Optional["Trainer"]) -> None:
         self._trainer = trainer
+
+    @property
+    def fabric(self) -> Any:
+        """The ``Fabric`` that set this module up (``fabric.setup(model, ...)``), or None under a Trainer."""
+        return self._fabric
+
+    @fabric.setter
+    def fabric(self, fabric: Any) -> None:
+        for child in self.children():
+            if isinstance(child, LightningModule):
+                child.fabric = fabric
+        self._fabric = fabric
 
     @property
     def device(self) -> torch.device:
@@ -104,10 +120,14 @@ class LightningModule(nn.Module):
 
     @property
     def logger(self) -> Any:
+        if self._fabric is not None:
+            return self._fabric.loggers[0] if self._fabric.loggers else None
         return self._trainer.logger if self._trainer is not None else None
 
     @property
     def loggers(self) -> list:
+        if self._fabric is not None:
+            return self._fabric.loggers
         return self._trainer.loggers if self._trainer is not None else []
 
     @property
@@ -163,7 +183,11 @@ class LightningModule(nn.Module):
         Defaults follow the hook: per step in ``training_step`` and the batch hooks, per epoch
         (a mean weighted by batch size) in ``validation_step``/``test_step`` and epoch hooks.
         Values stay on the device; nothing synchronises until a logger or the progress bar reads them.
+        Under Fabric (the module set up with ``fabric.setup``) the value goes to ``fabric.log_dict`` at once.
         """
+        if self._fabric is not None:
+            self._log_through_fabric({name: value}, logger)
+            return
         store = self._log_store
         if store is None:
             warnings.warn(
@@ -182,16 +206,30 @@ class LightningModule(nn.Module):
                  add_dataloader_idx: bool = True, batch_size: Optional[int] = None,
                  rank_zero_only: bool = False) -> None:
         """``self.log`` for every item of ``dictionary`` (a dict or a torchmetrics MetricCollection)."""
+        if self._fabric is not None:
+            self._log_through_fabric(dictionary, logger)
+            return
         for name, value in dictionary.items():
             self.log(name, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
                      reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,
                      add_dataloader_idx=add_dataloader_idx, batch_size=batch_size)
+
+    def _log_through_fabric(self, dictionary: Mapping[str, Any], logger: Optional[bool]) -> None:
+        if logger is False:  # Fabric has no other place to send it (Lightning does the same)
+            return
+        nested = [name for name, value in dictionary.items() if isinstance(value, Mapping)]
+        if nested:
+            raise ValueError(f"self.log_dict(...) under Fabric got nested dictionaries under {nested}; loggers take "
+                             "one number per name. Log each inner value under its own name.")
+        self._fabric.log_dict(dict(dictionary))
 
     def all_gather(self, data: Any, group: Any = None, sync_grads: bool = False) -> Any:
         """Every rank's ``data`` (a tensor or a collection of tensors), each stacked on a new first dimension of
         size ``world_size``; on one process, ``data`` itself. ``sync_grads=True`` lets gradients flow back."""
         from ember._utils import apply_to_tensors
 
+        if self._fabric is not None:
+            return self._fabric.all_gather(data, group=group, sync_grads=sync_grads)
         strategy = self._trainer.strategy if self._trainer is not None else None
         if strategy is None or strategy.world_size == 1:
             return data
@@ -199,7 +237,7 @@ class LightningModule(nn.Module):
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on the process of global rank 0 only."""
-        if self.global_rank == 0:
+        if (self._fabric.global_rank if self._fabric is not None else self.global_rank) == 0:
             print(*args, **kwargs)
 
     # --- the steps the user writes -----------------------------------------------------------------
@@ -332,7 +370,11 @@ class LightningModule(nn.Module):
 
     # --- optimisation -------------------------------------------------------------------------------------
     def optimizers(self, use_pl_optimizer: bool = True) -> Any:
-        """The optimizer(s) from ``configure_optimizers``: one object, or a list when there are several."""
+        """The optimizer(s) from ``configure_optimizers``: one object, or a list when there are several. Under
+        Fabric: the optimizers set up with this module (``fabric.setup(model, *optimizers)``)."""
+        if self._fabric is not None:
+            opts = self._fabric_optimizers
+            return opts[0] if len(opts) == 1 else list(opts)
         opts = self.trainer.optimizers if use_pl_optimizer is False else self.trainer._wrapped_optimizers
         return opts[0] if len(opts) == 1 else list(opts)
 
@@ -345,10 +387,16 @@ class LightningModule(nn.Module):
 
     def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Call instead of ``loss.backward()`` with ``automatic_optimization = False`` (handles AMP scaling)."""
+        if self._fabric is not None:
+            self._fabric.backward(loss, *args, **kwargs)
+            return
         self.trainer._backward(loss, *args, **kwargs)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """How the loss is backpropagated; override for custom behaviour."""
+        if self._fabric is not None:
+            self._fabric.backward(loss, *args, **kwargs)
+            return
         loss.backward(*args, **kwargs)
 
     def clip_gradients(self, optimizer: Any, gradient_clip_val: Optional[float] = None,
@@ -470,3 +518,20 @@ class LightningModule(nn.Module):
         if device is not None:
             model.to(device)
         return model
+
+
+class _FabricAsTrainer:
+    """``self.trainer`` of a module set up by Fabric: attributes read from the Fabric (``self.trainer.world_size``,
+    ``self.trainer.strategy``); a Trainer-only attribute raises an error that says so."""
+
+    def __init__(self, fabric: Any) -> None:
+        self._fabric = fabric
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return getattr(self._fabric, name)
+        except AttributeError:
+            raise AttributeError(
+                f"self.trainer.{name}: this module was set up by Fabric, so `self.trainer` stands for the Fabric "
+                f"object, which has no `{name}`. Pass the value to the module yourself, or train it with "
+                "ember.Trainer.") from None

@@ -155,6 +155,8 @@ class Fabric:
         self._check_optimizers(optimizers, "setup")
         wrapped = self._setup_module(module, move_to_device, "setup")
         wrapped_optimizers = [self._wrap_optimizer(o) for o in optimizers]
+        if hasattr(wrapped.module, "_fabric_optimizers"):  # a LightningModule: what its self.optimizers() returns
+            wrapped.module._fabric_optimizers = wrapped_optimizers
         if not optimizers:
             return wrapped
         return (wrapped, *wrapped_optimizers) + ((scheduler,) if scheduler is not None else ())
@@ -208,6 +210,10 @@ class Fabric:
         if isinstance(strategy_wrapper, torch.nn.Module):
             wrapped._set_wrapper(strategy_wrapper)
         self._models_setup += 1
+        if hasattr(original, "_fabric"):  # a LightningModule: self.log, self.optimizers(), its hooks go through Fabric
+            original.fabric = self
+            if original not in self._callbacks:
+                self._callbacks.append(original)
         self.call("on_after_setup", fabric=self, module=wrapped)
         return wrapped
 
