@@ -20,7 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-MODULES = ["ember", "ember.callbacks", "ember.loggers", "ember.strategies", "ember.utilities", "ember.tuner", "ember.profilers"]
+MODULES = ["ember", "ember.callbacks", "ember.loggers", "ember.strategies", "ember.utilities", "ember.tuner", "ember.profilers",
+           "ember.fabric", "ember.fabric.loggers"]
 # methods worth listing under a class: public ones defined on the class itself with a docstring
 _MAX_METHODS = 40
 

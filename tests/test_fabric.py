@@ -390,6 +390,45 @@ def test_a_lightning_module_under_fabric_logs_steps_and_runs_hooks_through_fabri
     with pytest.raises(ValueError, match="nested dictionaries"):
         module.log_dict({"a": {"b": 1.0}})
 
+
+IMPORTS_SCRIPT = textwrap.dedent('''
+    import lightning as L
+    from lightning.fabric import Fabric
+    from lightning.fabric.accelerators import CUDAAccelerator
+    from lightning.fabric.loggers import CSVLogger, Logger
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+    from lightning.fabric.strategies import DDPStrategy, Strategy
+    from lightning.fabric.utilities import rank_zero_only
+    from lightning.fabric.utilities.seed import seed_everything
+    from lightning.fabric.wrappers import _unwrap_objects, is_wrapped
+    from lightning_fabric.utilities.rank_zero import rank_zero_warn
+    import ember, torch
+
+    assert Fabric is ember.Fabric and DDPStrategy is ember.strategies.DDPStrategy
+    assert seed_everything is ember.seed_everything and rank_zero_only is ember.utilities.rank_zero_only
+    assert L.fabric.strategies.fsdp.FSDPStrategy is ember.strategies.fsdp.FSDPStrategy  # a submodule by attribute
+    logger = CSVLogger(root_dir="logs", name="run")  # Fabric's argument name
+    assert isinstance(logger, Logger) and logger.root_dir == "logs"
+    fabric = Fabric(accelerator="cpu", loggers=logger)
+    module = torch.nn.Linear(2, 1)
+    model, opt = fabric.setup(module, torch.optim.SGD(module.parameters(), lr=0.1))
+    assert is_wrapped(model) and _unwrap_objects({"m": [model, opt]}) == {"m": [module, opt.optimizer]}
+    fabric.log_dict({"a": torch.tensor(1.5)})
+    fabric.log("a", 2.5)
+    logger.save()
+    print(open(logger.log_dir + "/metrics.csv").read().split())
+''')
+
+
+def test_lightning_fabric_import_paths_answer_with_ember_objects(tmp_path):
+    (tmp_path / "imports.py").write_text(IMPORTS_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "ember", "run", "imports.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[-2] == "['a,step', '1.5,0', '2.5,1']"
+    assert (tmp_path / "logs" / "run" / "version_0" / "metrics.csv").is_file()
+
 DDP_SCRIPT = textwrap.dedent('''
     import sys
     import lightning as L

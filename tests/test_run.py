@@ -173,7 +173,10 @@ def test_lightning_module_names_map_to_ember_modules():
     assert ember_name("pytorch_lightning") == ember_name("lightning.pytorch") == ember_name("lightning") == "ember"
     assert ember_name("pytorch_lightning.callbacks.model_checkpoint") == "ember.callbacks.model_checkpoint"
     assert ember_name("lightning.pytorch.utilities.rank_zero") == "ember.utilities.rank_zero"
-    assert ember_name("lightning.fabric.utilities") == "ember.fabric.utilities"
-    assert ember_name("lightning_fabric.utilities") == "ember.fabric.utilities"
+    # Fabric's parts shared with the Trainer are the same ember packages; its own parts are ember.fabric's
+    assert ember_name("lightning.fabric.utilities.seed") == ember_name("lightning_fabric.utilities.seed") \
+        == "ember.utilities.seed"
+    assert ember_name("lightning.fabric.strategies") == "ember.strategies"
+    assert ember_name("lightning.fabric.loggers") == ember_name("lightning_fabric.loggers") == "ember.fabric.loggers"
     assert ember_name("lightning_utilities") is None and ember_name("pytorch_lightning_bolts") is None
     assert ember_name("lightning.app") is None  # refused by the hook with a clear error, not mapped

@@ -21,6 +21,7 @@ DataModule = LightningDataModule  # the name the introductory articles use
 __all__ = [
     "Callback",
     "DataModule",
+    "Fabric",
     "LightningDataModule",
     "LightningModule",
     "Trainer",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import os
 import runpy
 import sys
@@ -35,6 +36,10 @@ __all__ = ["LightningNameError", "install", "installed", "relaunch_command", "ru
 _PREFIXES = (
     ("pytorch_lightning", "ember"),
     ("lightning.pytorch", "ember"),
+    # Fabric's parts shared with the Trainer: the same ember packages (``lightning.fabric.utilities.seed`` is
+    # ``ember.utilities.seed``), so a class is one object whichever name a program imports it by
+    *((f"{root}.{part}", f"ember.{part}") for root in ("lightning.fabric", "lightning_fabric")
+      for part in ("strategies", "accelerators", "plugins", "utilities")),
     ("lightning.fabric", "ember.fabric"),
     ("lightning_fabric", "ember.fabric"),
 )
@@ -85,6 +90,9 @@ class _LightningModule(types.ModuleType):
                 raise
             if self.__name__ == "lightning" and attr in ("pytorch", "fabric"):
                 return importlib.import_module(f"lightning.{attr}")
+            if hasattr(target, "__path__") and importlib.util.find_spec(f"{target.__name__}.{attr}") is not None:
+                return importlib.import_module(f"{self.__name__}.{attr}")  # a submodule not imported yet (Lightning's
+                # packages import theirs, so `L.fabric.strategies.fsdp.FSDPStrategy` works there)
             detail = "" if "has no attribute" in str(e) else str(e)
             raise AttributeError(_missing(f"{self.__name__}.{attr}", f"{target.__name__}.{attr}", detail)) from None
         if isinstance(value, types.ModuleType) and value.__name__ == f"{target.__name__}.{attr}":

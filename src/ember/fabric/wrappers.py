@@ -12,7 +12,7 @@ wrapped so that the precision, the strategy and the device apply while the loop 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
 
@@ -249,3 +249,13 @@ def is_wrapped(obj: object) -> bool:
 def _unwrap_compiled(obj: Any) -> Any:
     inner = getattr(obj, "_orig_mod", None)
     return inner if type(obj).__name__ == "OptimizedModule" and inner is not None else obj
+
+
+def _unwrap_objects(collection: Any) -> Any:
+    """Every Fabric wrapper in ``collection`` (a wrapper, or a dict/list/tuple holding some) replaced by the user's
+    object behind it; Lightning's name, which programs built on Fabric import."""
+    if isinstance(collection, Mapping):
+        return type(collection)({k: _unwrap_objects(v) for k, v in collection.items()})  # type: ignore[call-arg]
+    if isinstance(collection, (list, tuple)) and not hasattr(collection, "_fields"):
+        return type(collection)(_unwrap_objects(v) for v in collection)
+    return _unwrap(collection)

@@ -37,14 +37,14 @@ class _VersionedLogger(Logger):
         if self._version is None:
             if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
                 try:
-                    self._version = claim_numbered_folder(self.root_dir, "version_")
+                    self._version = claim_numbered_folder(self._versions_dir, "version_")
                 except OSError as error:
                     raise type(error)(error.errno, (
-                        f"{type(self).__name__} could not create a version_N folder in {self.root_dir} "
+                        f"{type(self).__name__} could not create a version_N folder in {self._versions_dir} "
                         f"({error.strerror}: {error.filename}); choose a save_dir (and name) where folders can be "
                         "created, or pass version= to use an existing folder.")) from error
             else:
-                self._version = next_number(self.root_dir, "version_")
+                self._version = next_number(self._versions_dir, "version_")
         return self._version
 
     @property
@@ -53,12 +53,16 @@ class _VersionedLogger(Logger):
 
     @property
     def root_dir(self) -> str:
+        return self._versions_dir
+
+    @property
+    def _versions_dir(self) -> str:  # where the version_{n} folders are (Fabric's loggers name root_dir otherwise)
         return os.path.join(self._save_dir, self._name) if self._name else self._save_dir
 
     @property
     def log_dir(self) -> str:
         version = self.version
-        return os.path.join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+        return os.path.join(self._versions_dir, version if isinstance(version, str) else f"version_{version}")
 
 
 class CSVLogger(_VersionedLogger):

@@ -1,0 +1,33 @@
+"""``lightning.fabric.utilities``: the helpers shared with the Trainer (``ember.utilities``): ``rank_zero_only``,
+``rank_zero_warn``, ``move_data_to_device``, ``AttributeDict``, ``measure_flops``...
+
+``from lightning.fabric.utilities import X`` ported to ``from ember.fabric.utilities import X`` gets
+``ember.utilities.X`` (the same object). Submodules (``lightning.fabric.utilities.seed``) are ember's
+``ember.utilities.seed`` and so on; ``ember run`` maps them, and a program ported by hand imports them from there.
+"""
+import importlib
+from typing import Any
+
+from ember._missing import missing_class
+from ember.utilities import (rank_zero_debug, rank_zero_deprecation, rank_zero_info,  # noqa: F401
+                             rank_zero_only, rank_zero_warn)
+
+_WHY = "Fabric's throughput counters are not in ember"
+Throughput = missing_class("lightning.fabric.utilities.Throughput", _WHY,
+                           "ember.callbacks.ThroughputMonitor with the Trainer, or time the loop yourself")
+ThroughputMonitor = missing_class("lightning.fabric.utilities.ThroughputMonitor", _WHY,
+                                  "ember.callbacks.ThroughputMonitor with the Trainer, or time the loop yourself")
+
+__all__ = ["AttributeDict", "disable_possible_user_warnings", "is_shared_filesystem", "LightningEnum",
+           "measure_flops", "move_data_to_device", "rank_zero_deprecation", "rank_zero_info", "rank_zero_only",
+           "rank_zero_warn", "suggested_max_num_workers", "Throughput", "ThroughputMonitor"]
+
+
+def __getattr__(name: str) -> Any:
+    shared = importlib.import_module("ember.utilities")
+    if hasattr(shared, name):
+        return getattr(shared, name)
+    try:
+        return importlib.import_module(f"ember.utilities.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
