@@ -680,3 +680,56 @@ def test_on_train_batch_end_outputs_are_lightnings_dict_for_whoever_reads_them(t
     trainer = ember.Trainer(max_epochs=1, limit_train_batches=2, **{**trainer_kwargs, "enable_progress_bar": True})
     trainer.fit(BoringModel(), random_loader())
     assert trainer._hooks.has("on_train_batch_end") and not trainer._hooks.wants_outputs("on_train_batch_end")
+
+
+class _Draws(torch.utils.data.Dataset):
+    """Each item: one draw from torch, random and NumPy in the worker that loads it."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        import random
+
+        import numpy as np
+
+        return torch.tensor([torch.rand(()).item(), random.random(), float(np.random.rand())])
+
+
+def _own_worker_init(worker_id):
+    pass
+
+
+# What Lightning 2.6.6 drew with the same program (workers seeded by its pl_worker_init_function), rounded to 6 places
+_LIGHTNING_FABRIC_DRAWS = [0.275857, 0.960158, 0.091421, 0.786512, 0.430358, 0.099188, 0.224427, 0.782486, 0.082303, 0.747172, 0.441755, 0.725542, 0.915837, 0.949394, 0.598487, 0.926178, 0.541152, 0.501663, 0.453055, 0.058557, 0.400533, 0.231412, 0.655375, 0.676747]
+_LIGHTNING_TRAINER_DRAWS = [0.2629, 0.087064, 0.520533, 0.137238, 0.248442, 0.499033, 0.528302, 0.643691, 0.657461, 0.784906, 0.412318, 0.670193, 0.813577, 0.050921, 0.693874, 0.367857, 0.163223, 0.899628, 0.582536, 0.821796, 0.116466, 0.239456, 0.322851, 0.176932]
+
+
+def test_seed_everything_workers_true_seeds_dataloader_workers_as_lightning_does():
+    pytest.importorskip("numpy")
+    from ember.fabric import Fabric, seed_everything
+
+    seed_everything(3, workers=True)
+    loader = Fabric(accelerator="cpu").setup_dataloaders(DataLoader(_Draws(), batch_size=2, num_workers=2))
+    assert [round(v, 6) for b in loader for v in b.flatten().tolist()] == _LIGHTNING_FABRIC_DRAWS
+
+    class Model(ember.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer, self.seen = torch.nn.Linear(3, 1), []
+
+        def training_step(self, batch, batch_idx):
+            self.seen += [round(v, 6) for v in batch.flatten().tolist()]
+            return self.layer(batch).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    ember.seed_everything(5, workers=True)
+    model = Model()
+    own = DataLoader(_Draws(), batch_size=2, num_workers=2, worker_init_fn=_own_worker_init)
+    trainer = ember.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, DataLoader(_Draws(), batch_size=2, num_workers=2), val_dataloaders=own)
+    assert model.seen == _LIGHTNING_TRAINER_DRAWS
+    assert getattr(own.worker_init_fn, "user_fn", own.worker_init_fn) is _own_worker_init  # the user's is kept

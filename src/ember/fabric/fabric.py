@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Union
 import torch
 
 from ember.accelerators import Precision, resolve_devices
+from ember.seed import add_worker_seeding
 from ember.fabric.wrappers import (_default_dtype, _FabricDataLoader, _FabricModule, _FabricOptimizer,
                                    _forward_context, _unwrap, _unwrap_compiled)
 from ember.strategies import launcher
@@ -193,6 +194,7 @@ class Fabric:
                                 "Wrap it: `DataLoader(dataset, batch_size=...)`.")
             if use_distributed_sampler:
                 loader = self._strategy.process_dataloader(loader, True)
+            add_worker_seeding(loader, self.global_rank)  # after seed_everything(workers=True), as Lightning
             out.append(_FabricDataLoader(loader, self.device if move_to_device else None))
         return out[0] if len(out) == 1 else out
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 import torch
 
 from ember._utils import is_overridden, move_data_to_device
+from ember.seed import add_worker_seeding
 from ember.datamodule import LightningDataModule
 from ember.module import LightningModule
 from ember.trainer.hooks import strategy_action
@@ -91,6 +92,7 @@ class TrainerData:
             loader = _without_shuffle(loader)
         if t.use_distributed_sampler and t.world_size > 1:
             loader = t.strategy.process_dataloader(loader, train=True)  # this rank's share
+        add_worker_seeding(loader, t.global_rank)
         self.train_dataloader = loader
         self.num_training_batches = num_batches(loader, t.limit_train_batches, "limit_train_batches")
         self.val_check_batch = self._compute_val_check_batch()
@@ -127,6 +129,7 @@ class TrainerData:
         limit = getattr(t, f"limit_{kind}_batches")
         counts = [num_batches(dl, limit, f"limit_{kind}_batches") for dl in loaders]
         for dl in loaders:
+            add_worker_seeding(dl, t.global_rank)
             shield_workers(dl)
         self.eval_logged_steps = {}
         if stage == "validate":
