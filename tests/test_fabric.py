@@ -391,6 +391,19 @@ def test_a_lightning_module_under_fabric_logs_steps_and_runs_hooks_through_fabri
         module.log_dict({"a": {"b": 1.0}})
 
 
+
+def test_a_lightning_module_under_fabric_clips_through_fabric():
+    fabric = Fabric(accelerator="cpu")
+    module = ember.LightningModule()
+    module.layer = torch.nn.Linear(3, 1)
+    model, optimizer = fabric.setup(module, torch.optim.SGD(module.parameters(), lr=0.1))
+    fabric.backward(model.layer(torch.full((4, 3), 10.0)).sum())
+    module.clip_gradients(optimizer, gradient_clip_val=0.5, gradient_clip_algorithm="value")
+    assert module.layer.weight.grad.abs().max().item() == 0.5
+    module.clip_gradients(optimizer, gradient_clip_val=0.1)  # by norm, the default
+    norm = torch.cat([p.grad.flatten() for p in module.parameters()]).norm()
+    assert abs(norm.item() - 0.1) < 1e-5
+
 IMPORTS_SCRIPT = textwrap.dedent('''
     import lightning as L
     from lightning.fabric import Fabric

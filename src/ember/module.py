@@ -375,7 +375,9 @@ class LightningModule(nn.Module):
         if self._fabric is not None:
             opts = self._fabric_optimizers
             return opts[0] if len(opts) == 1 else list(opts)
-        opts = self.trainer.optimizers if use_pl_optimizer is False else self.trainer._wrapped_optimizers
+        from ember.trainer import step
+
+        opts = self.trainer.optimizers if use_pl_optimizer is False else step.lightning_optimizers(self.trainer)
         return opts[0] if len(opts) == 1 else list(opts)
 
     def lr_schedulers(self) -> Any:
@@ -390,7 +392,9 @@ class LightningModule(nn.Module):
         if self._fabric is not None:
             self._fabric.backward(loss, *args, **kwargs)
             return
-        self.trainer._backward(loss, *args, **kwargs)
+        from ember.trainer import step
+
+        step.manual_backward(self.trainer, loss, *args, **kwargs)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """How the loss is backpropagated; override for custom behaviour."""
@@ -402,9 +406,16 @@ class LightningModule(nn.Module):
     def clip_gradients(self, optimizer: Any, gradient_clip_val: Optional[float] = None,
                        gradient_clip_algorithm: Optional[str] = None) -> None:
         """Clip the gradients of ``optimizer``'s parameters by norm (default) or by value."""
+        if self._fabric is not None:  # as Lightning: Fabric's clip_gradients, by value or by norm
+            by_value = gradient_clip_algorithm == "value"
+            self._fabric.clip_gradients(self, optimizer, clip_val=gradient_clip_val if by_value else None,
+                                        max_norm=None if by_value else gradient_clip_val)
+            return
         if gradient_clip_val is None or gradient_clip_val == 0:
             return
-        self.trainer._clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm or "norm")
+        from ember.trainer import step
+
+        step.clip_gradients(self.trainer, optimizer, gradient_clip_val, gradient_clip_algorithm or "norm")
 
     def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: Optional[float] = None,
                                     gradient_clip_algorithm: Optional[str] = None) -> None:

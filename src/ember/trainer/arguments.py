@@ -249,3 +249,25 @@ def apply_shortcuts(trainer: Trainer, deterministic: Any, benchmark: Optional[bo
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if benchmark is not None:
         torch.backends.cudnn.benchmark = benchmark
+
+
+def trial_trainer(trainer: "Trainer", callbacks: list, **settings: Any) -> "Trainer":
+    """The tuners' trial run (learning-rate and batch-size search): a quiet Trainer on ``trainer``'s device and
+    precision, with its accumulation, clipping and inference mode, which leaves the model on the device."""
+    from ember.trainer.trainer import Trainer
+
+    device = trainer.root_device
+    devices: Any = [device.index] if device.type == "cuda" and device.index is not None else "auto"
+    base = dict(
+        accelerator=device.type, devices=devices, precision=trainer.precision, logger=False, callbacks=callbacks,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        accumulate_grad_batches=trainer.accumulate_grad_batches, gradient_clip_val=trainer.gradient_clip_val,
+        gradient_clip_algorithm=trainer.gradient_clip_algorithm, default_root_dir=trainer.default_root_dir,
+        inference_mode=trainer._inference_mode,
+        # a diverging learning rate or a huge batch is what a search expects to meet: it must not stop the run
+        on_nonfinite_loss="ignore",
+    )
+    base.update(settings)
+    trial = Trainer(**base)
+    trial._keep_module_on_device = True  # the search runs inside (or before) a fit that goes on with the model
+    return trial

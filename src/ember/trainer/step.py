@@ -193,6 +193,11 @@ class StepPlan:
 
 
 # --- manual optimization: self.manual_backward, opt.step(), self.clip_gradients (Trainer methods) -----------------
+def lightning_optimizers(trainer: "Trainer") -> list:
+    """What ``self.optimizers()`` returns: the optimizers wrapped so that ``step()`` counts and runs the hooks."""
+    return trainer._wrapped_optimizers
+
+
 def manual_backward(trainer: "Trainer", loss: Tensor, *args: Any, **kwargs: Any) -> None:
     trainer._hooks.call("on_before_backward", loss)
     backward = trainer._precision.backward

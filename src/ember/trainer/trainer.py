@@ -544,10 +544,7 @@ class Trainer:
         total = per_epoch * max(self.max_epochs, 1)
         return min(total, self.max_steps) if self.max_steps != -1 else total
 
-    # manual optimization: self.manual_backward(), opt.step() and self.clip_gradients() call these (trainer/step.py)
-    _backward = step.manual_backward
-    _optimizer_step = step.optimizer_step
-    _clip_gradients = step.clip_gradients
+    _optimizer_step = step.optimizer_step  # LightningOptimizer.step (manual optimization) calls it (trainer/step.py)
 
     def _time_is_up(self) -> bool:
         return self._max_time_s is not None and time.monotonic() - self._fit_start_time >= self._max_time_s

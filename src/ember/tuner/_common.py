@@ -68,28 +68,6 @@ def _set_attr(model: Any, name: str, value: Any, datamodule: Any = None) -> None
             setattr(holder, name, value)
 
 
-# --- the trial Trainer ------------------------------------------------------------------------------
-def _trial_trainer(trainer: Any, callbacks: list, **settings: Any) -> Any:
-    """A quiet Trainer on the user's device and precision, with the user's accumulation and clipping."""
-    from ember.trainer.trainer import Trainer
-
-    device = trainer.root_device
-    devices: Any = [device.index] if device.type == "cuda" and device.index is not None else "auto"
-    base = dict(
-        accelerator=device.type, devices=devices, precision=trainer.precision, logger=False, callbacks=callbacks,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        accumulate_grad_batches=trainer.accumulate_grad_batches, gradient_clip_val=trainer.gradient_clip_val,
-        gradient_clip_algorithm=trainer.gradient_clip_algorithm, default_root_dir=trainer.default_root_dir,
-        inference_mode=getattr(trainer, "_inference_mode", True),
-        # a diverging learning rate or a huge batch is what a search expects to meet: it must not stop the run
-        on_nonfinite_loss="ignore",
-    )
-    base.update(settings)
-    trial = Trainer(**base)
-    trial._keep_module_on_device = True  # the search runs inside (or before) a fit that goes on with the model
-    return trial
-
-
 # --- keeping the user's state safe -----------------------------------------------------------------
 class _Snapshot:
     """The model's tensors and modes and some optimizers'/schedulers' states, taken once and put back."""

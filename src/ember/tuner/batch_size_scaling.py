@@ -20,8 +20,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ember.trainer.arguments import trial_trainer
 from ember.tuner._common import (_attr_holders, _free_memory, _get_attr, _isolated, _lifecycle_once, _places,
-                                 _set_attr, _Snapshot, _SnapshotAtStart, _trial_trainer)
+                                 _set_attr, _Snapshot, _SnapshotAtStart)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def _run_trial(trainer: Any, model: Any, datamodule: Any, method: str, steps: in
     limits = {"fit": dict(max_epochs=-1, max_steps=steps, limit_train_batches=1.0, limit_val_batches=steps),
               "validate": dict(limit_val_batches=steps), "test": dict(limit_test_batches=steps),
               "predict": dict(limit_predict_batches=steps)}[method]
-    trial = _trial_trainer(trainer, [_SnapshotAtStart(snapshot)], **limits)
+    trial = trial_trainer(trainer, [_SnapshotAtStart(snapshot)], **limits)
     if method == "fit":
         trial.fit(model, datamodule=datamodule)
     elif method == "predict":

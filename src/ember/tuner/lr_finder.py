@@ -18,8 +18,9 @@ from typing import Any, Optional
 
 import torch
 
+from ember.trainer.arguments import trial_trainer
 from ember.tuner._common import (_attr_holders, _isolated, _lifecycle_once, _set_attr, _Snapshot,
-                                 _SnapshotAtStart, _trial_trainer)
+                                 _SnapshotAtStart)
 from ember.utilities.rank_zero import rank_zero_warn
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ def lr_find(trainer: Any, model: Any, train_dataloaders: Any = None, val_dataloa
     sweep = _LRSweep(snapshot, _schedule(mode, min_lr, max_lr, num_training), early_stop_threshold)
     # as in Lightning, num_training replaces the Trainer's max_steps, and its max_epochs still bounds the sweep
     # (counted from the sweep's start here; Lightning counts the epochs the Trainer already ran)
-    sweeper = _trial_trainer(trainer, [sweep], max_epochs=trainer.max_epochs, max_steps=num_training,
+    sweeper = trial_trainer(trainer, [sweep], max_epochs=trainer.max_epochs, max_steps=num_training,
                              limit_train_batches=trainer.limit_train_batches, overfit_batches=trainer.overfit_batches,
                              limit_val_batches=0)
     with _isolated(model, datamodule):
