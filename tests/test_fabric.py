@@ -289,6 +289,14 @@ def test_collectives_callbacks_and_loggers_in_one_process(tmp_path, capsys):
 
 
 def test_misuse_fails_naming_the_fix(tmp_path):
+    # the checks the Trainer shares name the Fabric call that was wrong
+    for wrong, message in [(dict(accelerator="tpu"), r"Fabric\(accelerator='tpu'\) is not supported"),
+                           (dict(precision="8-bit"), r"Fabric\(precision='8-bit'\) is not supported"),
+                           (dict(strategy="nope"), r"Fabric\(strategy='nope'\) is not a strategy"),
+                           (dict(devices=0), r"Fabric\(devices=0\) must be a positive int"),
+                           (dict(num_nodes=0), r"Fabric\(num_nodes=0\) must be an int >= 1")]:
+        with pytest.raises(ValueError, match=message):
+            Fabric(**wrong)
     fabric = Fabric(accelerator="cpu")
     with pytest.raises(RuntimeError, match=r"before any model was set up.*fabric\.setup\(model, optimizer\)"):
         fabric.backward(torch.ones(1, requires_grad=True).sum())

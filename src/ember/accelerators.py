@@ -27,16 +27,16 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def resolve_devices(accelerator: Any, devices: Any) -> tuple:
+def resolve_devices(accelerator: Any, devices: Any, owner: str = "Trainer") -> tuple:
     """``Trainer(accelerator=..., devices=...)`` -> (device type, device indices: one entry per process on this node).
 
     ``devices="auto"`` means one device (ember does not start many processes unless asked; ``devices=-1`` takes
-    every GPU). On the CPU, ``devices=N`` means N processes.
+    every GPU). On the CPU, ``devices=N`` means N processes. ``owner`` names the caller in messages ("Fabric").
     """
     accelerator = _accelerator_name(accelerator)  # Trainer(accelerator=CUDAAccelerator()) as in Lightning
     if not isinstance(accelerator, str) or accelerator.lower() not in _ACCELERATORS:
         raise ValueError(
-            f"Trainer(accelerator={accelerator!r}) is not supported; use one of {list(_ACCELERATORS)}."
+            f"{owner}(accelerator={accelerator!r}) is not supported; use one of {list(_ACCELERATORS)}."
         )
     accelerator = accelerator.lower()
     if accelerator == "auto":
@@ -45,16 +45,16 @@ def resolve_devices(accelerator: Any, devices: Any) -> tuple:
         accelerator = "cuda" if torch.cuda.is_available() or not _mps_available() else "mps"
     if accelerator == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
-            f"Trainer(accelerator='gpu'/'cuda') asks for a CUDA device, but torch.cuda.is_available() is False "
-            f"(torch {torch.__version__}). Use Trainer(accelerator='cpu') or 'auto', or install a CUDA build of torch."
+            f"{owner}(accelerator='gpu'/'cuda') asks for a CUDA device, but torch.cuda.is_available() is False "
+            f"(torch {torch.__version__}). Use {owner}(accelerator='cpu') or 'auto', or install a CUDA build of torch."
         )
     if accelerator == "mps" and not _mps_available():
-        raise RuntimeError("Trainer(accelerator='mps') asks for Apple's MPS device, which this machine does not "
-                           "have. Use Trainer(accelerator='cpu') or 'auto'.")
-    return accelerator, _device_indices(devices, accelerator)
+        raise RuntimeError(f"{owner}(accelerator='mps') asks for Apple's MPS device, which this machine does not "
+                           f"have. Use {owner}(accelerator='cpu') or 'auto'.")
+    return accelerator, _device_indices(devices, accelerator, owner)
 
 
-def _device_indices(devices: Any, accelerator: str) -> list:
+def _device_indices(devices: Any, accelerator: str, owner: str = "Trainer") -> list:
     value = devices
     if isinstance(value, str):
         text = value.strip()
@@ -67,18 +67,18 @@ def _device_indices(devices: Any, accelerator: str) -> list:
     if isinstance(value, bool) or not isinstance(value, (int, list, tuple)) or (isinstance(value, int) and value < -1) \
             or value == 0 or (isinstance(value, (list, tuple)) and (not value or not all(
                 isinstance(i, int) and i >= 0 for i in value))):
-        raise ValueError(f"Trainer(devices={devices!r}) must be a positive int (how many), -1 (all GPUs), a list of "
+        raise ValueError(f"{owner}(devices={devices!r}) must be a positive int (how many), -1 (all GPUs), a list of "
                          "device indices like [0, 1], or 'auto'.")
     if isinstance(value, int):
         if accelerator != "cuda":
             return [0] * (1 if value == -1 else value)  # CPU/MPS: one process per "device"
         count = torch.cuda.device_count()
         if value > count:
-            raise ValueError(f"Trainer(devices={value}) asks for {value} GPUs, but this machine has {count}.")
+            raise ValueError(f"{owner}(devices={value}) asks for {value} GPUs, but this machine has {count}.")
         return list(range(count if value == -1 else value))
     indices = list(value)
     if accelerator == "cuda" and max(indices) >= torch.cuda.device_count():
-        raise ValueError(f"Trainer(devices={devices!r}) names GPU {max(indices)}, but this machine has "
+        raise ValueError(f"{owner}(devices={devices!r}) names GPU {max(indices)}, but this machine has "
                          f"{torch.cuda.device_count()} (indices 0..{torch.cuda.device_count() - 1}).")
     return indices if accelerator == "cuda" else [0] * len(indices)
 
@@ -86,21 +86,21 @@ def _device_indices(devices: Any, accelerator: str) -> list:
 class Precision:
     """How numbers are represented: autocast for '*-mixed', a GradScaler for '16-mixed', a dtype for '*-true'."""
 
-    def __init__(self, precision: Union[str, int], device: torch.device) -> None:
+    def __init__(self, precision: Union[str, int], device: torch.device, owner: str = "Trainer") -> None:
         name = _PRECISIONS.get(precision if not isinstance(precision, str) else precision.lower())
         if name is None:
             valid = sorted({v for v in _PRECISIONS.values() if v})
-            raise ValueError(f"Trainer(precision={precision!r}) is not supported; use one of {valid}.")
+            raise ValueError(f"{owner}(precision={precision!r}) is not supported; use one of {valid}.")
         if str(precision).lower() in _HISTORICAL:
             warnings.warn(f"`precision={precision}` is supported for historical reasons but its usage is discouraged. "
                           f"Please set your precision to {name} instead!", stacklevel=3)
         if name == "16-mixed" and device.type == "cpu":  # as Lightning: bfloat16 autocast instead, with a warning
-            warnings.warn("You passed `Trainer(accelerator='cpu', precision='16-mixed')` but AMP with fp16 is not "
+            warnings.warn(f"You passed `{owner}(accelerator='cpu', precision='16-mixed')` but AMP with fp16 is not "
                           "supported on CPU. Using `precision='bf16-mixed'` instead.", stacklevel=3)
             name = "bf16-mixed"
         if name in ("bf16-mixed", "bf16-true") and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError(
-                f"Trainer(precision={precision!r}): this GPU ({torch.cuda.get_device_name(device)}) does not support "
+                f"{owner}(precision={precision!r}): this GPU ({torch.cuda.get_device_name(device)}) does not support "
                 "bfloat16. Use precision='16-mixed'."
             )
         self.name = name

@@ -42,22 +42,25 @@ class Fabric:
     def __init__(self, *, accelerator: Any = "auto", strategy: Any = "auto", devices: Any = "auto",
                  num_nodes: int = 1, precision: Any = None, plugins: Any = None, callbacks: Any = None,
                  loggers: Any = None) -> None:
-        from ember.trainer.arguments import resolve_strategy
+        from ember.trainer.arguments import check_int, resolve_strategy
 
         if _is_fsdp(strategy):
             raise NotImplementedError(
                 f"Fabric(strategy={strategy!r}): ember's Fabric does not run FSDP yet (sharded set-up and sharded "
                 "save/load are still to come). Use Fabric(strategy='ddp'), or ember.Trainer(strategy='fsdp').")
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
-        device_type, device_indices = resolve_devices(accelerator, devices)
+        check_int("num_nodes", num_nodes, 1, owner="Fabric")
+        device_type, device_indices = resolve_devices(accelerator, devices, owner="Fabric")
         self._strategy: Strategy = resolve_strategy(strategy, device_type, device_indices, num_nodes,
-                                                    devices_given=devices not in ("auto", None), plugins=plugins)
+                                                    devices_given=devices not in ("auto", None), plugins=plugins,
+                                                    owner="Fabric")
         if getattr(self._strategy, "start_method", "popen") != "popen":
             raise NotImplementedError(
                 f"Fabric(strategy={strategy!r}): ember's Fabric starts processes by running the script again "
                 "(strategy='ddp'); spawning them (ddp_spawn, start_method='spawn'/'fork') is still to come. Use "
                 "strategy='ddp' and call fabric.launch() near the top of the script.")
-        self._precision = Precision("32-true" if precision is None else precision, self._strategy.root_device)
+        self._precision = Precision("32-true" if precision is None else precision, self._strategy.root_device,
+                                    owner="Fabric")
         callbacks = [] if callbacks is None else callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
         self._callbacks: list = list(callbacks)
         self._loggers: list = [] if loggers is None else list(loggers) if isinstance(loggers, (list, tuple)) \

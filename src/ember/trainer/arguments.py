@@ -34,8 +34,9 @@ _STRATEGY_NAMES = ("auto", "single_device", "ddp", "ddp_find_unused_parameters_t
 
 
 def resolve_strategy(strategy: Any, device_type: str, device_indices: list, num_nodes: int,
-                      devices_given: bool, plugins: list = ()) -> Strategy:
-    """``Trainer(strategy=...)``: a Strategy object, or a name; 'auto' is DDP when more than one process runs."""
+                      devices_given: bool, plugins: list = (), owner: str = "Trainer") -> Strategy:
+    """``Trainer(strategy=...)``: a Strategy object, or a name; 'auto' is DDP when more than one process runs.
+    ``owner`` names the caller in messages ("Fabric")."""
     from ember.strategies import DDPStrategy, SingleDeviceStrategy
     from ember.strategies.environment import SLURMEnvironment, TorchElasticEnvironment
 
@@ -47,7 +48,7 @@ def resolve_strategy(strategy: Any, device_type: str, device_indices: list, num_
         chosen = strategy
     elif strategy == "single_device":
         if many:
-            raise ValueError(f"Trainer(strategy='single_device') runs on one device, but devices={len(device_indices)}"
+            raise ValueError(f"{owner}(strategy='single_device') runs on one device, but devices={len(device_indices)}"
                              f" and num_nodes={num_nodes} ask for more. Use strategy='ddp' or 'auto'.")
         chosen = SingleDeviceStrategy()
     elif strategy in ("ddp", "ddp_find_unused_parameters_false"):
@@ -61,19 +62,19 @@ def resolve_strategy(strategy: Any, device_type: str, device_indices: list, num_
 
         chosen = FSDPStrategy()
     else:
-        raise ValueError(f"Trainer(strategy={strategy!r}) is not a strategy ember knows; use one of "
+        raise ValueError(f"{owner}(strategy={strategy!r}) is not a strategy ember knows; use one of "
                          f"{list(_STRATEGY_NAMES)} or a Strategy object such as ember.strategies.DDPStrategy(...).")
     if num_nodes > 1 and not chosen.__class__.__name__.startswith(("DDP", "FSDP")):
-        raise ValueError(f"Trainer(num_nodes={num_nodes}) needs strategy='ddp' or 'fsdp'.")
+        raise ValueError(f"{owner}(num_nodes={num_nodes}) needs strategy='ddp' or 'fsdp'.")
     from ember.strategies.environment import ClusterEnvironment
 
     for plugin in plugins:  # Trainer(plugins=[SLURMEnvironment(auto_requeue=False)]) as in Lightning
         if not isinstance(plugin, ClusterEnvironment):
             raise ValueError(
-                f"Trainer(plugins=[{type(plugin).__name__}...]): ember takes cluster environments as plugins "
+                f"{owner}(plugins=[{type(plugin).__name__}...]): ember takes cluster environments as plugins "
                 "(SLURMEnvironment, TorchElasticEnvironment, LightningEnvironment, or a ClusterEnvironment subclass); "
-                f"got {plugin!r}. Precision is set with Trainer(precision=...), the strategy with "
-                "Trainer(strategy=...); docs/migration.md lists Lightning's plugins and ember's equivalents."
+                f"got {plugin!r}. Precision is set with {owner}(precision=...), the strategy with "
+                f"{owner}(strategy=...); docs/migration.md lists Lightning's plugins and ember's equivalents."
             )
         if hasattr(chosen, "cluster_environment") and chosen.cluster_environment is None:
             chosen.cluster_environment = plugin
@@ -87,13 +88,14 @@ def check_weights_only(value: Any) -> None:
                          "file, which runs code named in it: only for files you trust).")
 
 
-def check_int(name: str, value: Any, minimum: int, meaning: str = "", optional: bool = False) -> None:
+def check_int(name: str, value: Any, minimum: int, meaning: str = "", optional: bool = False,
+              owner: str = "Trainer") -> None:
     """``Trainer(name=value)``: an int >= ``minimum`` (or None when ``optional``), else a ValueError giving the range."""
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         allowed = f"an int >= {minimum}{meaning}" + (", or None" if optional else "")
-        raise ValueError(f"Trainer({name}={value!r}) must be {allowed}.")
+        raise ValueError(f"{owner}({name}={value!r}) must be {allowed}.")
 
 
 def check_arguments(args: dict) -> None:
