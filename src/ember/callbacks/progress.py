@@ -173,12 +173,16 @@ class TQDMProgressBar(ProgressBar):
         n = batch_idx + 1
         if n % self._refresh_rate and n != self._train_total:
             return
-        if not bar.disable:
-            now = time.monotonic()
-            if now - self._last_postfix >= bar.mininterval:  # throttled: reading metrics may sync the GPU
-                self._last_postfix = now
+        bar.n = n  # the count moves every refresh_rate batches; the bar is drawn at most every mininterval:
+        now = time.monotonic()
+        due = now - self._last_postfix >= bar.mininterval
+        if not due and n != self._train_total:
+            return  # tqdm would not redraw yet, so its update() is not called (code run per batch slows the step)
+        if due:
+            self._last_postfix = now
+            if not bar.disable:  # metrics read as rarely as the bar is drawn: reading them may sync the GPU
                 bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
-        bar.update(n - bar.n)  # redraws itself at most every mininterval seconds
+        bar.update(0)  # tqdm redraws, its rate computed from the batches counted since its last redraw
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if self.train_progress_bar is not None:
