@@ -5,13 +5,14 @@ exercising Lightning features that real public programs rely on and printing one
 line. Each program runs here twice, in a subprocess, in a fresh folder:
 
 - ``rewrite``: its import lines rewritten (``pytorch_lightning`` / ``lightning.pytorch`` / ``lightning`` ->
-  ``ember``), everything else untouched, run with ``python``;
+  ``ember``, so ``lightning.fabric`` -> ``ember.fabric``; ``lightning_fabric`` -> ``ember.fabric``), everything else
+  untouched, run with ``python``;
 - ``ember run``: the unmodified file run with ``python -m ember run``.
 
 Both must print the metrics Lightning 2.6.6 printed for the same program (tests/programs/lightning_figures.json,
 recorded once with tests/programs/record_lightning_figures.py; see tests/programs/README.md). Lightning itself is
-never imported: stub ``pytorch_lightning`` / ``lightning`` packages that raise on import come first on the
-subprocesses' path, as in CI where Lightning is not installed. No program touches the network.
+never imported: stub ``pytorch_lightning`` / ``lightning`` / ``lightning_fabric`` packages that raise on import come
+first on the subprocesses' path, as in CI where Lightning is not installed. No program touches the network.
 
 Tolerance: the programs run on the CPU in float32 with identical seeds and one intra-op thread (in the recording
 too), so ember computes the same torch operations in the same order as Lightning and the figures agree to the
@@ -56,11 +57,16 @@ XFAIL: dict[tuple[str, str], str] = {}
 TOLERANCE: dict[str, tuple[float, str]] = {}
 
 _IMPORT_LINE = re.compile(r"^(\s*(?:from|import)\s+)(?:pytorch_lightning|lightning\.pytorch|lightning)(?=[\s.])")
+# the standalone Fabric package (``import lightning_fabric as lf``): ``ember.fabric``, as ``lightning.fabric`` becomes
+_FABRIC_IMPORT_LINE = re.compile(r"^(\s*(?:from|import)\s+)lightning_fabric(?=[\s.])")
 
 
 def rewrite_imports(source: str) -> str:
-    """The one-line port: Lightning's package names in import lines become ``ember``; nothing else changes."""
-    return "\n".join(_IMPORT_LINE.sub(r"\1ember", line) for line in source.splitlines()) + "\n"
+    """The one-line port: Lightning's package names in import lines become ``ember`` (``lightning.fabric`` and
+    ``lightning_fabric`` become ``ember.fabric``); nothing else changes."""
+    lines = (_FABRIC_IMPORT_LINE.sub(r"\1ember.fabric", _IMPORT_LINE.sub(r"\1ember", line))
+             for line in source.splitlines())
+    return "\n".join(lines) + "\n"
 
 
 def _flatten(value, prefix: str = "") -> dict:
@@ -101,7 +107,7 @@ class _Runs:
         self.started: dict[tuple[str, str], tuple[subprocess.Popen, Path]] = {}
         self.results: dict[tuple[str, str], tuple[int, str, str]] = {}
         stubs = root / "no_lightning"
-        for package in ("pytorch_lightning", "lightning"):
+        for package in ("pytorch_lightning", "lightning", "lightning_fabric"):
             (stubs / package).mkdir(parents=True)
             (stubs / package / "__init__.py").write_text(
                 f"raise ImportError('tests/test_real_programs.py: `{package}` was imported; these runs must use "
@@ -206,7 +212,12 @@ def test_rewrite_changes_only_lightning_import_lines() -> None:
         "from lightning.pytorch.callbacks import EarlyStopping\n"
         "from pytorch_lightning.loggers import CSVLogger\n"
         "    from lightning.pytorch.cli import LightningCLI\n"
+        "from lightning.fabric import Fabric, seed_everything\n"
+        "from lightning.fabric.loggers import CSVLogger as FabricCSV\n"
+        "import lightning_fabric as lf\n"
+        "from lightning_fabric.utilities import rank_zero_warn\n"
         "import lightning_utilities\n"
+        "import lightning_fabricated\n"
         "from torchmetrics import Accuracy\n"
         "x = 'import pytorch_lightning'  # lightning.pytorch in a string stays\n"
     )
@@ -218,7 +229,12 @@ def test_rewrite_changes_only_lightning_import_lines() -> None:
         "from ember.callbacks import EarlyStopping\n"
         "from ember.loggers import CSVLogger\n"
         "    from ember.cli import LightningCLI\n"
+        "from ember.fabric import Fabric, seed_everything\n"
+        "from ember.fabric.loggers import CSVLogger as FabricCSV\n"
+        "import ember.fabric as lf\n"
+        "from ember.fabric.utilities import rank_zero_warn\n"
         "import lightning_utilities\n"
+        "import lightning_fabricated\n"
         "from torchmetrics import Accuracy\n"
         "x = 'import pytorch_lightning'  # lightning.pytorch in a string stays\n"
     )
