@@ -3,9 +3,10 @@ Lightning's `examples/fabric/build_your_own_trainer`; trained, checkpointed ever
 
 Fabric features exercised: `import lightning as L`, `L.Fabric(..., callbacks=[...], loggers=CSVLogger(...))` with
 `from lightning.fabric.loggers import CSVLogger` and `from lightning.fabric.utilities import rank_zero_warn`;
-`fabric.launch()`, `fabric.setup_dataloaders(train, val)`; an `L.LightningModule` whose `configure_optimizers`
-returns `{"optimizer", "lr_scheduler": {"scheduler", "interval"}}`, parsed by the trainer and set up with
-`fabric.setup(model, optimizer)`; `fabric.call("on_train_epoch_start")`, `"on_train_batch_start"`,
+`L.seed_everything(..., verbose=False)`; `fabric.launch()`, `fabric.setup_dataloaders(train, val)`; an
+`L.LightningModule` whose `configure_optimizers` returns `{"optimizer", "lr_scheduler": {"scheduler", "interval"}}`,
+parsed by the trainer (an optimizer recognised by `L.fabric.utilities.types.Optimizable`, as Lightning's example
+trainer does) and set up with `fabric.setup(model, optimizer)`; `fabric.call("on_train_epoch_start")`, `"on_train_batch_start"`,
 `"on_before_backward"`, `"on_after_backward"`, `"on_before_optimizer_step"`, `"on_before_zero_grad"`,
 `"on_train_batch_end"`, `"on_validation_epoch_start"`, `"on_validation_batch_end"`, `"on_validation_epoch_end"`,
 `"on_train_epoch_end"` reaching both a callback object and the module's own hooks (the module joins Fabric's
@@ -162,9 +163,8 @@ class LoopTrainer:
         fabric = self.fabric
         fabric.launch()
         train_loader, val_loader = fabric.setup_dataloaders(train_loader, val_loader)
-        config = model.configure_optimizers()
-        scheduler_config = config["lr_scheduler"]
-        model, optimizer = fabric.setup(model, config["optimizer"])
+        optimizer, scheduler_config = self.parse_optimizers(model.configure_optimizers())
+        model, optimizer = fabric.setup(model, optimizer)
         scheduler = scheduler_config["scheduler"]
         state = {"model": model, "optim": optimizer, "scheduler": scheduler, "epoch": 0, "global_step": 0}
         if ckpt_path is not None:
@@ -178,12 +178,24 @@ class LoopTrainer:
             train_loader.generator.manual_seed(self.data_seed + self.current_epoch)
             self.train_epoch(model, optimizer, train_loader)
             self.validate(model, val_loader)
-            if scheduler_config["interval"] == "epoch":
+            if scheduler_config["interval"] == "epoch" and self.current_epoch % scheduler_config["frequency"] == 0:
                 scheduler.step()
             self.current_epoch += 1
             state.update(epoch=self.current_epoch, global_step=self.global_step)
             fabric.save(os.path.join(self.checkpoint_dir, f"epoch-{self.current_epoch:02d}.ckpt"), state)
         return model
+
+    @staticmethod
+    def parse_optimizers(config):
+        """(optimizer, scheduler config) from what configure_optimizers returned: an optimizer alone, or a dict with
+        "optimizer" and "lr_scheduler" (a scheduler or a dict with "scheduler"), as Lightning's example trainer
+        recognises an optimizer with Fabric's `Optimizable` protocol."""
+        if isinstance(config, L.fabric.utilities.types.Optimizable):
+            return config, None
+        scheduler = config.get("lr_scheduler")
+        if scheduler is not None and not isinstance(scheduler, dict):
+            scheduler = {"scheduler": scheduler}
+        return config["optimizer"], {"interval": "epoch", "frequency": 1, **(scheduler or {})}
 
     def train_epoch(self, model, optimizer, loader):
         fabric = self.fabric
@@ -255,7 +267,7 @@ def main():
     weights = {name: p.detach().clone() for name, p in model.state_dict().items()}
 
     # resume in a fresh trainer from the end of epoch 2: a fresh module (other initial weights) and optimizer
-    L.seed_everything(12)
+    L.seed_everything(12, verbose=False)
     resumed_trainer = LoopTrainer(MAX_EPOCHS, root_dir="resumed")
     resumed = resumed_trainer.fit(DigitsModule(), *loaders(seed=0), ckpt_path="checkpoints/epoch-02.ckpt")
     resumed_trainer.fabric.logger.finalize("success")
