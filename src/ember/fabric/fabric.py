@@ -2,12 +2,18 @@
 processes and checkpoints handled. It is built on the Trainer's own pieces, so one fix serves both:
 ``resolve_devices`` and ``Precision`` (``accelerators.py``), the strategies and their launcher (``strategies/``),
 ``resolve_strategy`` for names like 'ddp', and ``atomic_save``/``load_checkpoint`` (``_checkpoint_io.py``).
+Under FSDP the sharding, the state-dict gathering and the sharded checkpoint folders are ``FSDPStrategy``'s
+(``strategies/fsdp.py``), the same code the Trainer runs; under ddp_spawn, ``launch(function)`` starts the
+processes itself (``_spawn`` here: the Trainer's spawn hands back a Trainer's run, Fabric a function's result).
 """
 from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 import sys
+import types
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
@@ -44,21 +50,18 @@ class Fabric:
                  loggers: Any = None) -> None:
         from ember.trainer.arguments import check_int, resolve_strategy
 
-        if _is_fsdp(strategy):
-            raise NotImplementedError(
-                f"Fabric(strategy={strategy!r}): ember's Fabric does not run FSDP yet (sharded set-up and sharded "
-                "save/load are still to come). Use Fabric(strategy='ddp'), or ember.Trainer(strategy='fsdp').")
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         check_int("num_nodes", num_nodes, 1, owner="Fabric")
         device_type, device_indices = resolve_devices(accelerator, devices, owner="Fabric")
         self._strategy: Strategy = resolve_strategy(strategy, device_type, device_indices, num_nodes,
                                                     devices_given=devices not in ("auto", None), plugins=plugins,
                                                     owner="Fabric")
-        if getattr(self._strategy, "start_method", "popen") != "popen":
-            raise NotImplementedError(
-                f"Fabric(strategy={strategy!r}): ember's Fabric starts processes by running the script again "
-                "(strategy='ddp'); spawning them (ddp_spawn, start_method='spawn'/'fork') is still to come. Use "
-                "strategy='ddp' and call fabric.launch() near the top of the script.")
+        self._sharded = _is_fsdp(self._strategy)
+        if self._sharded:
+            self._strategy.default_state_dict_type("sharded")  # Lightning's Fabric default (the Trainer's: 'full')
+        # FSDP replaces a module's parameters with sharded ones: id(old parameter) -> (weak ref to it, its successor),
+        # so that an optimizer created before sharding can be pointed at the parameters it must update
+        self._resharded: dict = {}
         self._precision = Precision("32-true" if precision is None else precision, self._strategy.root_device,
                                     owner="Fabric")
         callbacks = [] if callbacks is None else callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
@@ -120,6 +123,10 @@ class Fabric:
         Under torchrun or SLURM the processes exist: this joins them. With ``devices=N`` and a plain
         ``python train.py``, this process becomes rank 0 and starts ranks 1..N-1 by running the same command again,
         so the code above ``launch()`` runs in every process. Calling it again does nothing.
+
+        With ``strategy="ddp_spawn"`` (or ``start_method="spawn"``/``"fork"``), ``function`` is required: it runs in
+        N new processes, and ``launch`` returns what it returned on rank 0 (the Fabric, the function and its
+        arguments are pickled to the new processes under 'spawn').
         """
         if function is not None:
             if not callable(function):
@@ -128,10 +135,19 @@ class Fabric:
             if not _takes_an_argument(function):
                 raise TypeError(f"fabric.launch({getattr(function, '__name__', function)}): the function must take "
                                 "the Fabric object as its first argument: `def train(fabric): ...`.")
+        if self._spawns():
+            if function is None:
+                method = self._strategy.start_method
+                raise TypeError(
+                    f"fabric.launch() with {type(self._strategy).__name__}(start_method={method!r}) "
+                    f"(strategy='ddp_spawn') starts new processes that run a function: pass it, "
+                    "`fabric.launch(train)` with `def train(fabric): ...` holding the training code. Or use "
+                    "strategy='ddp', where launch() re-runs the script and the code after it runs in every process.")
+            return self._spawn(function, args, kwargs)
         if not self._launched:
             self._strategy.setup_environment()  # DDP: start the other local processes if nobody else did, and join
             self._launched = True
-            if self.world_size > 1:
+            if self.world_size > 1 and not self._spawned:
                 _kill_children_on_uncaught_error()
         return None if function is None else function(self, *args, **kwargs)
 
@@ -140,12 +156,66 @@ class Fabric:
 
     def _launched_run(self, run: Callable) -> Callable:
         def launched(*args: Any, **kwargs: Any) -> Any:
+            if self._spawns():  # the class's run(fabric, ...) in each new process
+                return self._spawn(type(self).run, args, kwargs)
             self.launch()
             return run(*args, **kwargs)
         return launched
 
+    def _spawns(self) -> bool:
+        """Whether ``launch`` starts new processes (ddp_spawn) rather than joining this one to the group."""
+        return bool(getattr(self._strategy, "spawns_processes", False)) and not self._spawned
+
+    _spawned = False  # True in a process started by launch(function) under ddp_spawn
+
+    def _spawn(self, function: Callable, args: tuple, kwargs: dict) -> Any:
+        """Run ``function(fabric, *args, **kwargs)`` in ``num_processes`` new processes (torch.multiprocessing)
+        and return rank 0's result."""
+        import tempfile
+
+        import torch.multiprocessing as mp
+
+        from ember.strategies.environment import find_free_port
+        from ember.trainer.progress import rng_state
+
+        method = self._strategy.start_method
+        if method == "spawn":
+            _check_main_guard()
+        env = {"MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
+               "MASTER_PORT": os.environ.get("MASTER_PORT") or str(find_free_port()),
+               "NODE_RANK": str(self.node_rank), "WORLD_SIZE": str(self.world_size),
+               "LOCAL_WORLD_SIZE": str(self._strategy.num_processes)}
+        # a new interpreter ('spawn', 'forkserver') starts with fresh generators and torch flags: give it this
+        # process's, as Lightning does ('fork' copies them with the rest of the memory)
+        snapshot = None if method == "fork" else {
+            "rng": rng_state(), "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark}
+        with tempfile.TemporaryDirectory(prefix="ember-fabric-") as folder:  # readable by this user only
+            mp.start_processes(_spawned_worker, args=(self, function, args, kwargs, env, snapshot, folder),
+                               nprocs=self._strategy.num_processes, start_method=method)
+            # written a moment ago by rank 0 of this run, in a folder only this user can write: not a file from
+            # elsewhere, so it is read whole (the function may return objects of the user's own classes)
+            return torch.load(os.path.join(folder, "result.pt"), map_location="cpu", weights_only=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("run", None)  # the launching wrapper of a subclass's run(): made again when unpickled
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if type(self).run is not Fabric.run:
+            self.run = self._launched_run(types.MethodType(type(self).run, self))  # type: ignore[method-assign]
+
     def _check_launched(self, what: str) -> None:
         if not self._launched and not isinstance(self._strategy, SingleDeviceStrategy):
+            if self._spawns():
+                raise RuntimeError(
+                    f"fabric.{what} was called in the process that starts the others: with "
+                    f"strategy='ddp_spawn' the training code runs in the processes that fabric.launch(train) "
+                    f"starts. Move it into that function: `def train(fabric): ...` (it gets the Fabric as its "
+                    "argument), then `fabric.launch(train)`.")
             raise RuntimeError(
                 f"fabric.{what} was called before fabric.launch(): with {self.world_size} processes "
                 f"({type(self._strategy).__name__}), launch() starts or joins the other processes and sets up the "
@@ -155,10 +225,13 @@ class Fabric:
     def setup(self, module: torch.nn.Module, *optimizers: torch.optim.Optimizer, scheduler: Any = None,
               move_to_device: bool = True, _reapply_compile: bool = True) -> Any:
         """The module (and optimizers) ready for training: moved to the device, converted to the precision, wrapped
-        by the strategy (DDP). Returns the module alone, or ``(module, *optimizers)`` (then the scheduler if given)."""
+        by the strategy (DDP) or sharded in place (FSDP: optimizers created before then are pointed at the sharded
+        parameters). Returns the module alone, or ``(module, *optimizers)`` (then the scheduler if given)."""
         self._check_optimizers(optimizers, "setup")
+        if self._sharded:
+            _check_no_state_to_reshard(_unwrap(module), optimizers)
         wrapped = self._setup_module(module, move_to_device, "setup")
-        wrapped_optimizers = [self._wrap_optimizer(o) for o in optimizers]
+        wrapped_optimizers = [self._wrap_optimizer(self._follow_sharding(o, "setup")) for o in optimizers]
         if hasattr(wrapped.module, "_fabric_optimizers"):  # a LightningModule: what its self.optimizers() returns
             wrapped.module._fabric_optimizers = wrapped_optimizers
         if not optimizers:
@@ -176,7 +249,7 @@ class Fabric:
             raise ValueError("fabric.setup_optimizers() got no optimizer; pass the optimizers to set up: "
                              "`optimizer = fabric.setup_optimizers(torch.optim.AdamW(model.parameters()))`.")
         self._check_optimizers(optimizers, "setup_optimizers")
-        wrapped = tuple(self._wrap_optimizer(o) for o in optimizers)
+        wrapped = tuple(self._wrap_optimizer(self._follow_sharding(o, "setup_optimizers")) for o in optimizers)
         return wrapped[0] if len(wrapped) == 1 else wrapped
 
     def setup_dataloaders(self, *dataloaders: Any, use_distributed_sampler: bool = True,
@@ -209,11 +282,20 @@ class Fabric:
         original = _unwrap(module)
         wrapped = _FabricModule(original, self._precision, compiled=module if original is not module else None)
         self._precision.convert_module(original)
-        if move_to_device:
+        if self._sharded:  # sharding moves each shard to the device (and gives meta-device tensors memory)
+            before = {name: p for name, p in original.named_parameters()}
+        elif move_to_device:
             original.to(self.device)
         strategy_wrapper = self._strategy.setup_module(original, wrapped._run)  # DDP: a wrapper calling _run
         if isinstance(strategy_wrapper, torch.nn.Module):
             wrapped._set_wrapper(strategy_wrapper)
+        if self._sharded:
+            wrapped._set_sharded()
+            after = dict(original.named_parameters())
+            for name, old in before.items():
+                new = after.get(name)
+                if new is not None and new is not old:
+                    self._resharded[id(old)] = (weakref.ref(old), new)
         self._models_setup += 1
         if hasattr(original, "_fabric"):  # a LightningModule: self.log, self.optimizers(), its hooks go through Fabric
             original.fabric = self
@@ -231,6 +313,31 @@ class Fabric:
             if not isinstance(optimizer, torch.optim.Optimizer):
                 raise TypeError(f"fabric.{what}() takes torch optimizers after the model; got "
                                 f"{type(optimizer).__name__}. Pass a scheduler as `scheduler=...`.")
+
+    def _follow_sharding(self, optimizer: torch.optim.Optimizer, what: str) -> torch.optim.Optimizer:
+        """Under FSDP: an optimizer created before the model was set up holds the parameters that sharding replaced;
+        point it at the sharded ones, in place (as Lightning's FSDP with ``use_orig_params=True`` lets it work)."""
+        if not self._sharded:
+            return optimizer
+        stale = []
+        for group in optimizer.param_groups:
+            for i, param in enumerate(group["params"]):
+                entry = self._resharded.get(id(param))
+                if entry is not None and entry[0]() is param:
+                    stale.append((group["params"], i, entry[1]))
+        with_state = [params[i] for params, i, _ in stale if optimizer.state.get(params[i])]
+        if with_state:
+            raise ValueError(_reshard_state_message(what, len(with_state)))
+        for params, i, new in stale:
+            params[i] = new
+        meta = [p for group in optimizer.param_groups for p in group["params"] if p.is_meta]
+        if meta:
+            raise RuntimeError(
+                f"fabric.{what}(): the optimizer holds {len(meta)} parameter(s) on the meta device that belong to no "
+                "model set up by this Fabric, so they never get memory. Create the optimizer from the model that "
+                "fabric.setup_module returned: `model = fabric.setup_module(model)`, then "
+                "`optimizer = fabric.setup_optimizers(torch.optim.AdamW(model.parameters()))`.")
+        return optimizer
 
     def _wrap_optimizer(self, optimizer: torch.optim.Optimizer) -> _FabricOptimizer:
         after_step = None
@@ -263,19 +370,23 @@ class Fabric:
         if clip_val is not None:
             torch.nn.utils.clip_grad_value_(params, clip_val)
             return None
-        return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type,
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type,
                                               error_if_nonfinite=error_if_nonfinite)
+        # FSDP: the norm of sharded gradients is a (replicated) DTensor; the caller gets a plain tensor
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
     def autocast(self) -> Any:
         """The precision's context for code outside the model's forward (autocast under '*-mixed')."""
         return _forward_context(self._precision)
 
     def no_backward_sync(self, module: Any, enabled: bool = True) -> Any:
-        """Under DDP, backward inside this block keeps gradients local (gradient accumulation: sync only on the
-        step's last batch). Both the forward and ``fabric.backward`` must run inside it."""
+        """Under DDP and FSDP, backward inside this block keeps gradients local (gradient accumulation: sync only on
+        the step's last batch). Both the forward and ``fabric.backward`` must run inside it."""
         if not isinstance(_unwrap_compiled(module), _FabricModule):
             raise TypeError("fabric.no_backward_sync(model) needs the model returned by fabric.setup: "
                             "`model = fabric.setup(model, ...)`, then `with fabric.no_backward_sync(model): ...`.")
+        if enabled and _unwrap_compiled(module)._sharded:
+            return _fsdp_no_sync(_unwrap_compiled(module).module)
         wrapper = _unwrap_compiled(module)._wrapper
         if not enabled or wrapper is None or not hasattr(wrapper, "no_sync"):
             return contextlib.nullcontext()
@@ -292,8 +403,17 @@ class Fabric:
     @contextlib.contextmanager
     def init_module(self, empty_init: Optional[bool] = None) -> Iterator[None]:
         """Create the model's parameters on the device and in the precision's dtype ('*-true') directly;
-        ``empty_init=True`` also skips their initialisation (for weights about to be loaded)."""
+        ``empty_init=True`` also skips their initialisation (for weights about to be loaded).
+
+        Under FSDP (as Lightning): ``empty_init=True`` creates them on the meta device, with no memory at all; each
+        unit gets memory and ``reset_parameters()`` values just before it is sharded, in ``setup``. Otherwise the
+        model is created on the CPU, and sharding moves each shard to the device."""
         self._check_launched("init_module()")
+        if self._sharded:
+            with torch.device("meta") if empty_init else contextlib.nullcontext(), \
+                    _default_dtype(self._precision.param_dtype):
+                yield
+            return
         with self.init_tensor(), (_SkipInit() if empty_init else contextlib.nullcontext()):
             yield
 
@@ -385,8 +505,16 @@ class Fabric:
         """Write ``state`` to ``path`` from rank 0, atomically (a crash leaves the previous file whole): modules
         and optimizers as their state dicts, objects with ``state_dict()`` as theirs, everything else as it is.
         ``filter={"model": fn}`` keeps the entries of that state dict for which ``fn(name, value)`` is True.
-        Call it on every rank."""
+        Call it on every rank.
+
+        Under FSDP with ``state_dict_type="sharded"`` (Fabric's default there) ``path`` becomes a folder: every rank
+        writes its shards of the sharded models and their optimizers (``torch.distributed.checkpoint``), rank 0 the
+        rest to ``meta.pt``; the folder is written under a temporary name and renamed when complete. With
+        ``state_dict_type="full"`` the weights and optimizer states are gathered on rank 0 into one ordinary file
+        that loads in one process with ``torch.load(path, weights_only=True)``."""
         self._check_launched("save()")
+        if self._sharded:
+            path = self._strategy.broadcast(path)  # one folder for every rank, even if the ranks named it apart
         filter = dict(filter or {})
         unknown = set(filter) - set(state)
         if unknown:
@@ -401,8 +529,27 @@ class Fabric:
                                     f"bool; got {type(filter[key]).__name__}.")
                 value = {k: v for k, v in value.items() if filter[key](k, v)}
             checkpoint[key] = value
-        self._strategy.save_checkpoint(checkpoint, path)
+        if not self._sharded:
+            self._strategy.save_checkpoint(checkpoint, path)
+        elif self._strategy.state_dict_type == "full":
+            self._strategy.save_full(checkpoint, path)
+        else:
+            shards = self._sharded_keys(state)
+            self._strategy.save_sharded({k: checkpoint[k] for k in shards},
+                                        {k: v for k, v in checkpoint.items() if k not in shards}, path)
         self.barrier("save")
+
+    def _sharded_keys(self, state: Mapping[str, Any]) -> list:
+        """The keys of ``state`` holding a sharded module, or an optimizer of one: what FSDP saves as shards."""
+        from ember.strategies.fsdp import is_sharded_module
+
+        keys = []
+        for key, obj in state.items():
+            obj = _unwrap(obj)
+            if is_sharded_module(obj) or (isinstance(obj, torch.optim.Optimizer)
+                                          and self._strategy.module_of(obj) is not None):
+                keys.append(key)
+        return keys
 
     def _state_of(self, obj: Any) -> Any:
         obj = _unwrap(obj)
@@ -419,8 +566,17 @@ class Fabric:
         """Read a file written by ``fabric.save``. With ``state``, restore each object in it in place (modules,
         optimizers, objects with ``load_state_dict``; plain values are replaced in the dict) and return what the
         file holds beyond ``state``; without, return the whole checkpoint. Read with ``weights_only=True`` unless
-        you pass False for a file you trust."""
+        you pass False for a file you trust.
+
+        Under FSDP a full checkpoint file is read on rank 0 and scattered into the sharded model; a sharded folder is
+        read shard by shard on every rank into the models and optimizers of ``state`` (which it needs)."""
         self._check_launched("load()")
+        if self._sharded:
+            from ember.strategies.fsdp import is_sharded_checkpoint
+
+            path = self._strategy.broadcast(path)
+            if is_sharded_checkpoint(path):
+                return self._load_sharded(path, state, strict, weights_only)
         checkpoint = self._read(path, weights_only)
         if not state:
             self.barrier("load")
@@ -434,6 +590,40 @@ class Fabric:
             self._restore(state, key, checkpoint.pop(key), strict)
         self.barrier("load")
         return checkpoint
+
+    def _load_sharded(self, path: Union[str, Path], state: Optional[dict], strict: bool,
+                      weights_only: Optional[bool]) -> dict:
+        """``fabric.load`` of a folder written by ``fabric.save`` under FSDP: every rank reads its own shards into
+        the set-up models and optimizers of ``state``; the rest comes from ``meta.pt``."""
+        if not state:
+            raise ValueError(
+                f"fabric.load({str(path)!r}): this is a sharded checkpoint (a folder of shards), which is read into "
+                "set-up objects, not returned: pass them, `fabric.load(path, {'model': model, 'optimizer': "
+                "optimizer})`. For one file readable anywhere, save with FSDPStrategy(state_dict_type='full'), or "
+                "convert the folder: torch.distributed.checkpoint.format_utils.dcp_to_torch_save(folder, file).")
+        shards = self._sharded_keys(state)
+        for key in state:
+            self._check_materialized(key, state[key])
+        meta = self._strategy.load_sharded(path, {k: _unwrap(state[k]) for k in shards}, strict=strict,
+                                           weights_only=weights_only)
+        rest = [k for k in state if k not in shards]
+        missing = [k for k in rest if k not in meta]
+        if strict and missing:
+            raise KeyError(f"fabric.load({str(path)!r}): the state asks for {missing}, which the checkpoint does not "
+                           f"have (its keys: {sorted(meta)} beside the shards). Remove them from the state, or pass "
+                           "strict=False to restore only what the folder holds.")
+        for key in [k for k in rest if k in meta]:
+            self._restore(state, key, meta.pop(key), strict)
+        self.barrier("load")
+        return meta
+
+    def _check_materialized(self, key: str, obj: Any) -> None:
+        obj = _unwrap(obj)
+        if isinstance(obj, torch.nn.Module) and any(t.is_meta for t in (*obj.parameters(), *obj.buffers())):
+            raise RuntimeError(
+                f"fabric.load: the model under {key!r} is on the meta device (created under "
+                "fabric.init_module(empty_init=True)), where loading writes nothing. Set it up first, which gives it "
+                "memory: `model = fabric.setup_module(model)`, then `fabric.load(path, {'model': model, ...})`.")
 
     def load_raw(self, path: Union[str, Path], obj: Any, strict: bool = True, *,
                  weights_only: Optional[bool] = None) -> None:
@@ -455,6 +645,7 @@ class Fabric:
         return self._strategy.load_checkpoint(path, weights_only=weights_only)
 
     def _restore(self, state: dict, key: str, saved: Any, strict: bool) -> None:
+        self._check_materialized(key, state[key])
         obj = _unwrap(state[key])
         if isinstance(obj, torch.nn.Module):
             self._strategy.load_model_state_dict(obj, saved, strict=strict)
@@ -464,6 +655,24 @@ class Fabric:
             obj.load_state_dict(saved)
         else:
             state[key] = saved
+
+
+def _check_no_state_to_reshard(module: torch.nn.Module, optimizers: tuple) -> None:
+    """``fabric.setup(model, optimizer)`` under FSDP: an optimizer that has already stepped holds state for the
+    parameters sharding is about to replace, and that state cannot follow them: fail before anything is sharded."""
+    params = {id(p) for p in module.parameters()}
+    for optimizer in optimizers:
+        count = sum(1 for p, s in optimizer.state.items() if s and id(p) in params)
+        if count:
+            raise ValueError(_reshard_state_message("setup", count))
+
+
+def _reshard_state_message(what: str, count: int) -> str:
+    return (f"fabric.{what}(): under FSDP the optimizer already holds state for {count} of the model's parameters "
+            "(it has taken steps), and sharding replaces those parameters, so their state cannot follow them. Create "
+            "the optimizer after the model is set up, before any step: `model = fabric.setup_module(model)`, then "
+            "`optimizer = fabric.setup_optimizers(torch.optim.AdamW(model.parameters()))`. To continue from saved "
+            "optimizer state, restore it afterwards: `fabric.load(path, {'model': model, 'optimizer': optimizer})`.")
 
 
 def _is_fsdp(strategy: Any) -> bool:
@@ -508,6 +717,68 @@ def _apply_to_numbers(data: Any, fn: Callable) -> Any:
     return data
 
 
+def _spawned_worker(local_rank: int, fabric: Fabric, function: Callable, args: tuple, kwargs: dict, env: dict,
+                    snapshot: Optional[dict], folder: str) -> None:
+    """One process started by ``fabric.launch(function)`` under ddp_spawn: join the group, run the function, hand
+    rank 0's result back through a file (a queue would share tensor memory that this exiting process frees)."""
+    import torch.distributed as dist
+
+    from ember._utils import move_data_to_device
+
+    os.environ.update(env, LOCAL_RANK=str(local_rank))  # the strategy now sees a process it did not start
+    if snapshot is not None:
+        from ember.trainer.progress import set_rng_state
+
+        set_rng_state(snapshot["rng"])
+        flags = (snapshot["deterministic"], snapshot["warn_only"])
+        now = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+        if flags != now:
+            # only when it changes something: the call imports torch._inductor (seconds)
+            torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+        torch.backends.cudnn.benchmark = snapshot["cudnn_benchmark"]
+        args, kwargs = _unshare_modules((args, kwargs))
+    fabric._spawned = True
+    fabric.launch()
+    result = function(fabric, *args, **kwargs)
+    if fabric.global_rank == 0:
+        torch.save(move_data_to_device(result, torch.device("cpu")), os.path.join(folder, "result.pt"))
+    fabric.barrier("launch")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _unshare_modules(data: Any) -> Any:
+    """Modules passed to ``launch(function, model)`` under 'spawn' arrive with their tensors in memory shared by
+    every process (torch.multiprocessing's pickling): give each process its own copy, so that one rank's optimizer
+    step does not write into another's weights."""
+    if isinstance(data, torch.nn.Module):
+        with torch.no_grad():
+            for tensor in [*data.parameters(), *data.buffers()]:
+                tensor.data = tensor.data.clone()
+    elif isinstance(data, Mapping):
+        for value in data.values():
+            _unshare_modules(value)
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            _unshare_modules(value)
+    return data
+
+
+def _check_main_guard() -> None:
+    """Under 'spawn' each new process imports the script again: without ``if __name__ == "__main__":`` it would
+    reach ``launch`` again while starting."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            "fabric.launch(train) with strategy='ddp_spawn' starts new Python processes that import this script "
+            "again, and this one reached fabric.launch while being imported: the script has no "
+            "`if __name__ == \"__main__\":` guard. Put the code that creates the Fabric and calls launch under it:\n\n"
+            "    def train(fabric):\n        ...\n\n    if __name__ == \"__main__\":\n"
+            "        fabric = Fabric(strategy=\"ddp_spawn\", devices=2)\n        fabric.launch(train)\n\n"
+            "Or use strategy='ddp', which runs the script again instead.")
+
+
 _hook_installed = False
 
 
@@ -525,6 +796,16 @@ def _kill_children_on_uncaught_error() -> None:
         previous(kind, error, traceback)
 
     sys.excepthook = hook
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(module: torch.nn.Module) -> Iterator[None]:
+    """FSDP2: gradients computed inside stay unsharded and local (no reduce-scatter) until a backward outside."""
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
 
 
 class _SkipInit(torch.overrides.TorchFunctionMode):

@@ -2,9 +2,9 @@
 wrapped so that the precision, the strategy and the device apply while the loop stays the user's own.
 
 - ``_FabricModule``: ``model(x)`` casts floating inputs to the precision's dtype, runs under its autocast (or
-  default dtype for '*-true'), goes through the strategy's wrapper (DDP) when there is one, and gives floating
-  outputs back in the default dtype. Every other attribute is the user's module's; ``state_dict()`` has the user's
-  keys (no wrapper prefix).
+  default dtype for '*-true'), goes through the strategy's wrapper (DDP) when there is one (FSDP has none: the
+  sharded module gathers its own parameters), and gives floating outputs back in the default dtype. Every other
+  attribute is the user's module's; ``state_dict()`` has the user's keys (no wrapper prefix).
 - ``_FabricOptimizer``: ``step()`` goes through the precision (the GradScaler under '16-mixed'); it passes
   ``isinstance(opt, torch.optim.AdamW)`` like the optimizer it wraps.
 - ``_FabricDataLoader``: each ``iter()`` sets the sampler's epoch, and batches arrive on the device.
@@ -60,6 +60,7 @@ class _FabricModule(torch.nn.Module):
             _precision=precision,
             _compiled=compiled,  # torch.compile(module) as the user passed it: what runs the module's forward
             _wrapper=None,  # the strategy's wrapper (DDP) once set up; registered as a submodule too
+            _sharded=False,  # FSDP: the module itself gathers its parameters; step methods are registered with it
             _method="__call__",  # what the wrapper's forward runs on the module (a step method, see __getattr__)
             _forward_methods=set(_STEP_METHODS),
             # floating inputs are cast to this dtype and outputs back to the default one, as Lightning's Fabric does
@@ -83,6 +84,11 @@ class _FabricModule(torch.nn.Module):
         torch.nn.Module.__setattr__(self, "_forward_module", wrapper)  # registered: train()/eval() reach it
         self.__dict__.update(_wrapper=wrapper, _direct=None)
 
+    def _set_sharded(self) -> None:
+        """FSDP sharded the module in place: no wrapper, but step methods go through the precision as forward does
+        (FSDP gathers the parameters for the methods registered with it)."""
+        self.__dict__["_sharded"] = True
+
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         """The module's forward (compiled if the user compiled it), or the step method being called through the
         strategy's wrapper: what that wrapper runs as its own forward."""
@@ -102,14 +108,15 @@ class _FabricModule(torch.nn.Module):
         if dtype is not None:
             args, kwargs = _cast_floats((args, kwargs), dtype)
         with _forward_context(self._precision):
-            if self._wrapper is not None:
+            wrapper = self._wrapper
+            if wrapper is None and method == "__call__":
+                output = self._run(*args, **kwargs)
+            else:
                 self.__dict__["_method"] = method
                 try:
-                    output = self._wrapper(*args, **kwargs)
+                    output = wrapper(*args, **kwargs) if wrapper is not None else self._run(*args, **kwargs)
                 finally:
                     self.__dict__["_method"] = "__call__"
-            else:
-                output = self._run(*args, **kwargs)
         return output if dtype is None else _cast_floats(output, torch.get_default_dtype())
 
     def mark_forward_method(self, method: Any) -> None:
@@ -122,6 +129,10 @@ class _FabricModule(torch.nn.Module):
         if not callable(getattr(self._inner, name or "", None)):
             raise AttributeError(f"mark_forward_method({method!r}): {type(self._inner).__name__} has no "
                                  f"method {name!r}. Pass the name of one of its methods.")
+        if self._sharded:  # FSDP gathers the root's parameters around the method, as around forward
+            from ember.strategies.fsdp import register_forward_method
+
+            register_forward_method(self._inner, name)
         self._forward_methods.add(name)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
@@ -135,12 +146,13 @@ class _FabricModule(torch.nn.Module):
             return super().__getattr__(name)  # the wrapper's own submodules
         except AttributeError:
             pass
-        if self.__dict__.get("_wrapper") is not None and name in self.__dict__["_forward_methods"]:
-            call = self._call  # through DDP, so that its gradient hooks see the step
-            return lambda *args, **kwargs: call(name, args, kwargs)
         inner = self.__dict__.get("_inner")
         if inner is None:  # not built yet (unpickling)
             raise AttributeError(name)
+        if (self.__dict__["_wrapper"] is not None or self.__dict__["_sharded"]) \
+                and name in self.__dict__["_forward_methods"] and hasattr(inner, name):
+            call = self._call  # through DDP, so that its gradient hooks see the step; and through the precision
+            return lambda *args, **kwargs: call(name, args, kwargs)
         return getattr(inner, name)
 
     def __setattr__(self, name: str, value: Any) -> None:

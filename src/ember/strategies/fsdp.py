@@ -8,9 +8,13 @@ What ember adds around ``fully_shard``, and nothing more:
   is left as it is;
 - ``training_step``, ``validation_step``, ``test_step`` and ``predict_step`` gather the root's parameters as
   ``forward`` does (``register_fsdp_forward_method``), so a step may call ``self.head(x)`` directly;
-- checkpoints: ``state_dict_type="full"`` (the default) gathers an ordinary checkpoint file on rank 0, which loads
-  in one process without FSDP; ``"sharded"`` writes a folder in which every rank writes its own shard
-  (``torch.distributed.checkpoint``), for models too large to gather.
+- a model created on the meta device gets memory and ``reset_parameters()`` values one unit at a time, just before
+  that unit is sharded;
+- checkpoints: ``state_dict_type="full"`` (the Trainer's default) gathers an ordinary checkpoint file on rank 0,
+  which loads in one process without FSDP; ``"sharded"`` (Fabric's default) writes a folder in which every rank
+  writes its own shard (``torch.distributed.checkpoint``), for models too large to gather. ``save_full`` and
+  ``save_sharded`` write the Trainer's checkpoints and ``Fabric.save``'s; ``load_sharded`` reads Fabric's folders
+  (keyed by the names given to ``fabric.save``) into set-up models and optimizers.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import datetime
 import inspect
 import os
 import shutil
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -90,10 +95,11 @@ class FSDPStrategy(DDPStrategy):
         sharding_strategy: "FULL_SHARD" (default: parameters freed after forward, gathered again for backward),
             "SHARD_GRAD_OP" (kept gathered from forward to backward), "HYBRID_SHARD" / "_HYBRID_SHARD_ZERO2"
             (shard within a node, replicate across nodes). ``reshard_after_forward`` sets the same directly.
-        state_dict_type: "full" (default): checkpoints are ordinary files gathered on rank 0, readable with
+        state_dict_type: "full": checkpoints are ordinary files gathered on rank 0, readable with
             ``Model.load_from_checkpoint`` and ``torch.load`` in one process. "sharded": each checkpoint is a folder
             in which every rank writes its shard (``torch.distributed.checkpoint``); resume with
-            ``trainer.fit(ckpt_path=folder)``; the folder must be on a file system every node sees.
+            ``trainer.fit(ckpt_path=folder)`` or ``fabric.load(folder, state)``; the folder must be on a file system
+            every node sees. Not given: "full" under the Trainer, "sharded" under Fabric (Lightning's defaults).
         device_mesh: a ``DeviceMesh``, or a shape: ``(replicas, shards)`` for hybrid sharding.
         sync_module_states: broadcast rank 0's weights before sharding (when ranks were not seeded alike).
         **kwargs: passed to ``fully_shard`` (``shard_placement_fn``, ``ignored_params``, ...); ``ignored_modules``
@@ -125,17 +131,18 @@ class FSDPStrategy(DDPStrategy):
                  timeout: Optional[datetime.timedelta] = _DEFAULT_TIMEOUT, cpu_offload: Any = None,
                  mixed_precision: Any = None, auto_wrap_policy: Any = None,
                  activation_checkpointing_policy: Any = None, sharding_strategy: Any = "FULL_SHARD",
-                 state_dict_type: str = "full", device_mesh: Any = None, sync_module_states: bool = False,
+                 state_dict_type: Optional[str] = None, device_mesh: Any = None, sync_module_states: bool = False,
                  **kwargs: Any) -> None:
         _require_fsdp2()
         super().__init__(accelerator=accelerator, parallel_devices=parallel_devices,
                          cluster_environment=cluster_environment, checkpoint_io=checkpoint_io,
                          precision_plugin=precision_plugin, process_group_backend=process_group_backend,
                          timeout=timeout)
-        if state_dict_type not in ("full", "sharded"):
+        if state_dict_type not in (None, "full", "sharded"):
             raise ValueError(f"FSDPStrategy(state_dict_type={state_dict_type!r}) must be 'full' (one checkpoint file "
                              "gathered on rank 0) or 'sharded' (a folder, each rank writing its shard).")
-        self.state_dict_type = state_dict_type
+        self.state_dict_type = state_dict_type or "full"
+        self._state_dict_type_chosen = state_dict_type is not None
         self.auto_wrap_policy = _wrap_predicate(auto_wrap_policy, "auto_wrap_policy")
         self.activation_checkpointing_policy = _wrap_predicate(activation_checkpointing_policy,
                                                                "activation_checkpointing_policy")
@@ -146,6 +153,13 @@ class FSDPStrategy(DDPStrategy):
         self._buffer_dtype: Optional[torch.dtype] = None
         self._cpu_offload = False
         self._shard_kwargs = self._fully_shard_kwargs(kwargs, cpu_offload, mixed_precision, reshard)
+        self._roots: Any = weakref.WeakSet()  # every module this strategy sharded (Fabric may set up several)
+
+    def default_state_dict_type(self, kind: str) -> None:
+        """Use ``kind`` unless the user passed ``state_dict_type``: Fabric's default is 'sharded', the Trainer's
+        'full' (as in Lightning)."""
+        if not self._state_dict_type_chosen:
+            self.state_dict_type = kind
 
     def _fully_shard_kwargs(self, kwargs: dict, cpu_offload: Any, mixed_precision: Any,
                             reshard: Optional[bool]) -> dict:
@@ -220,6 +234,8 @@ class FSDPStrategy(DDPStrategy):
     def setup_module(self, module: torch.nn.Module, training_step: Callable) -> Callable:
         """Shard ``module``; the returned training step gathers the root's parameters like ``forward`` does."""
         self._shard(module)
+        if not callable(getattr(module, "training_step", None)):  # a plain module set up by Fabric
+            return training_step
         from ember._utils import adapt_step
 
         return adapt_step(module.training_step)  # the method registered with FSDP, not the one passed in
@@ -236,7 +252,7 @@ class FSDPStrategy(DDPStrategy):
         if not isinstance(module, FSDPModule):
             if self.sync_module_states:
                 for tensor in [*module.parameters(), *module.buffers()]:
-                    if not _is_dtensor(tensor):
+                    if not _is_dtensor(tensor) and not tensor.is_meta:  # meta: initialised when materialised
                         dist.broadcast(tensor.data, src=0)
             if self.activation_checkpointing_policy is not None:
                 from torch.distributed._composable import checkpoint  # keeps parameter names, unlike a wrapper
@@ -249,6 +265,7 @@ class FSDPStrategy(DDPStrategy):
             kwargs = dict(self._shard_kwargs, mesh=self._mesh)
             if self._cpu_offload:
                 kwargs["offload_policy"] = CPUOffloadPolicy(pin_memory=self.root_device.type == "cuda")
+            device = self.root_device if not self._cpu_offload else torch.device("cpu")
             if self.auto_wrap_policy is not None:
                 # bottom-up (reversed pre-order: children before parents); skip what the user sharded already
                 for sub in reversed(list(module.modules())):
@@ -256,17 +273,14 @@ class FSDPStrategy(DDPStrategy):
                         continue
                     params = list(sub.parameters())
                     if params and not any(_is_dtensor(p) for p in params):
+                        _materialize(sub, device)
                         fully_shard(sub, **kwargs)
+            _materialize(module, device)
             fully_shard(module, **kwargs)
-        registered = module.__dict__.setdefault("_ember_fsdp_methods", set())
-        for name in _STEP_METHODS:  # once per module: registering twice would gather twice
-            if name not in registered and hasattr(module, name):
-                signature = inspect.signature(getattr(type(module), name))
-                register_fsdp_forward_method(module, name)
-                # the wrapper's signature is the bound method's, minus one more parameter once bound; give it the
-                # method's own, so that ember sees whether the step takes batch_idx
-                getattr(module, name).__func__.__signature__ = signature
-                registered.add(name)
+        for name in _STEP_METHODS:
+            if hasattr(module, name):
+                register_forward_method(module, name)
+        self._roots.add(module)
         self.model = module
 
     def teardown(self) -> None:
@@ -284,7 +298,7 @@ class FSDPStrategy(DDPStrategy):
         """Full: the whole state dict on rank 0 (on the CPU), ``{}`` elsewhere. Sharded: this rank's DTensors."""
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-        if not _is_sharded(module):
+        if not is_sharded_module(module):
             return module.state_dict()
         return get_model_state_dict(module, options=self._save_options())
 
@@ -293,9 +307,10 @@ class FSDPStrategy(DDPStrategy):
         by parameter name, holding this rank's shards."""
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-        if self.model is None or not _is_sharded(self.model):
+        module = self.module_of(optimizer)
+        if module is None:
             return optimizer.state_dict()
-        state = get_optimizer_state_dict(self.model, optimizer, options=self._save_options())
+        state = get_optimizer_state_dict(module, optimizer, options=self._save_options())
         if self.state_dict_type == "sharded":
             return state
         return _numbered(state) if self.is_global_zero else {}
@@ -310,7 +325,7 @@ class FSDPStrategy(DDPStrategy):
         """A full state dict (a checkpoint file) is scattered from rank 0; a sharded one was read in place."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-        if not _is_sharded(module):
+        if not is_sharded_module(module):
             module.load_state_dict(state, strict=strict)
             return
         full = not any(_is_dtensor(v) for v in state.values())
@@ -324,16 +339,35 @@ class FSDPStrategy(DDPStrategy):
             state = self._read_sharded_optimizer(optimizer, state)
             set_optimizer_state_dict(self.model, optimizer, state)
             return
-        if self.model is None or not _is_sharded(self.model):
+        module = self.module_of(optimizer)
+        if module is None:
             optimizer.load_state_dict(state)
             return
-        state = _named(state, self._parameter_names(optimizer))
-        set_optimizer_state_dict(self.model, optimizer, state,
+        if any(_is_dtensor(v) for entry in state.get("state", {}).values() if isinstance(entry, dict)
+               for v in entry.values()):  # a sharded state, read in place from a folder
+            set_optimizer_state_dict(module, optimizer, state)
+            return
+        state = _named(state, self._parameter_names(optimizer, module))
+        set_optimizer_state_dict(module, optimizer, state,
                                  options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        for group, saved in zip(optimizer.param_groups, state["param_groups"]):  # the scatter made tuples lists
+            for key, value in saved.items():
+                if isinstance(value, tuple) and isinstance(group.get(key), list):
+                    group[key] = value
 
-    def _parameter_names(self, optimizer: torch.optim.Optimizer) -> list:
+    def module_of(self, optimizer: torch.optim.Optimizer) -> Optional[torch.nn.Module]:
+        """The sharded module whose parameters ``optimizer`` updates (None when it updates no sharded module)."""
+        params = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        roots = [self.model] if self.model is not None else []
+        roots += [m for m in list(self._roots) if m is not self.model]
+        for root in roots:
+            if is_sharded_module(root) and any(id(p) in params for p in root.parameters()):
+                return root
+        return None
+
+    def _parameter_names(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module) -> list:
         """The state-dict name of each of ``optimizer``'s parameters, in its order."""
-        names = {id(p): _state_dict_name(n) for n, p in self.model.named_parameters()}
+        names = {id(p): _state_dict_name(n) for n, p in module.named_parameters()}
         try:
             return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
         except KeyError:
@@ -344,29 +378,113 @@ class FSDPStrategy(DDPStrategy):
     def save_checkpoint(self, checkpoint: dict, filepath: Any) -> None:
         """Full: rank 0 writes one file. Sharded: every rank writes its shard into a temporary folder beside
         ``filepath``, rank 0 adds ``meta.pt`` (the rest of the checkpoint) and renames the folder."""
-        if not any(_is_dtensor(v) for v in checkpoint["state_dict"].values()):  # gathered (or never sharded)
-            super().save_checkpoint(checkpoint, filepath)
+        if not any(_is_dtensor(v) for v in checkpoint.get("state_dict", {}).values()):  # gathered, or never sharded
+            self.save_full(checkpoint, filepath)
             return
+        tensors = {"state_dict": checkpoint["state_dict"]}
+        optimizers = checkpoint.get("optimizer_states")
+        for i, state in enumerate(optimizers or ()):
+            tensors[f"optimizer_{i}"] = state
+        meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer_states")}
+        meta["ember_sharded"] = {"optimizers": None if optimizers is None else len(optimizers)}
+        self.save_sharded(tensors, meta, filepath)
+
+    def save_full(self, checkpoint: dict, filepath: Any) -> None:
+        """Rank 0 writes ``checkpoint`` (gathered: no shards in it) to one file, atomically. A sharded checkpoint
+        folder of that name is replaced; any other folder is an error."""
+        path = Path(filepath)
+        if path.is_dir() and not is_sharded_checkpoint(path):  # on every rank: none is left waiting for rank 0
+            raise IsADirectoryError(f"Cannot write the checkpoint file {path}: a folder of that name exists and it is "
+                                    "not a sharded checkpoint. Choose another path, or remove the folder.")
+        if not self.is_global_zero:
+            return
+        if not path.is_dir():
+            super().save_checkpoint(checkpoint, path)
+            return
+        from ember._checkpoint_io import atomic_save, note_written
+
+        staged = path.with_name(f".{path.name}.new")
+        atomic_save(checkpoint, staged)
+        _replace_folder(staged, path)
+        note_written(path)
+
+    def save_sharded(self, tensors: dict, meta: dict, filepath: Any) -> None:
+        """Every rank writes its shards of ``tensors`` (state dicts holding DTensors) with
+        ``torch.distributed.checkpoint`` into a temporary folder beside ``filepath``; rank 0 adds ``meta.pt``
+        (``meta``: plain data, read with ``torch.load(weights_only=True)``) and renames the folder, so a crash
+        leaves the previous checkpoint whole. Call it on every rank."""
         import torch.distributed.checkpoint as dcp
         from ember._checkpoint_io import atomic_save
 
         path = Path(filepath)
+        if path.is_dir() and not is_sharded_checkpoint(path) and any(path.iterdir()):  # replacing it would delete it
+            raise IsADirectoryError(f"Cannot write the sharded checkpoint {path}: a folder of that name exists, holds "
+                                    "files and is not a sharded checkpoint. Choose another path (the checkpoint "
+                                    "itself becomes a folder), or remove that folder.")
         tmp = path.with_name(f".{path.name}.tmp")
         if self.is_global_zero:
             shutil.rmtree(tmp, ignore_errors=True)  # left by a run that died while saving
             tmp.mkdir(parents=True)
         self.barrier()
-        tensors = {"state_dict": checkpoint["state_dict"]}
-        optimizers = checkpoint.get("optimizer_states")
-        for i, state in enumerate(optimizers or ()):
-            tensors[f"optimizer_{i}"] = state
         dcp.save(tensors, checkpoint_id=tmp)  # returns once rank 0 has written the folder's .metadata
         if self.is_global_zero:
-            meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer_states")}
-            meta["ember_sharded"] = {"optimizers": None if optimizers is None else len(optimizers)}
             atomic_save(meta, tmp / _META_FILE)
             _replace_folder(tmp, path)
         self.barrier()  # no rank reads the folder before it has its final name
+
+    def load_sharded(self, path: Any, objects: dict, strict: bool = True,
+                     weights_only: Optional[bool] = None) -> dict:
+        """Restore ``objects`` (key -> sharded module or optimizer, the keys they were saved under) from the
+        folder ``path`` written by ``save_sharded``, each rank reading its own shards in place; returns the
+        folder's ``meta.pt``. ``strict=False``: keys and entries the folder lacks are left as they are."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint import DefaultLoadPlanner, FileSystemReader
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+        from ember._checkpoint_io import load_checkpoint
+
+        path = Path(path)
+        if not is_sharded_checkpoint(path):
+            raise FileNotFoundError(f"{path} is a folder but not a sharded checkpoint: it has no {_META_FILE} (written "
+                                    "last, so a save that did not finish leaves none). Pass the folder given to "
+                                    "fabric.save, or a checkpoint file.")
+        meta = load_checkpoint(path / _META_FILE, "cpu", weights_only=weights_only)
+        saved_entries = set(FileSystemReader(path).read_metadata().state_dict_metadata)
+        saved = {key.split(".", 1)[0] for key in saved_entries}
+        missing = [key for key in objects if key not in saved]
+        if missing and strict:
+            raise KeyError(f"The sharded checkpoint {path} holds no shards for {missing} (it holds {sorted(saved)}). "
+                           "Save them under these keys, or pass strict=False to restore only what the folder holds.")
+        modules: dict = {}
+        targets: dict = {}
+        for key, obj in objects.items():
+            if key in missing:
+                continue
+            if isinstance(obj, torch.optim.Optimizer):
+                modules[key] = self.module_of(obj)
+                if modules[key] is None:
+                    raise ValueError(f"Cannot restore the optimizer under {key!r} from the sharded checkpoint {path}: "
+                                     "it updates no model sharded by this FSDPStrategy. Create it from the model "
+                                     "that fabric.setup returned.")
+                targets[key] = get_optimizer_state_dict(modules[key], obj)  # the layout to fill: this rank's shards
+            else:
+                targets[key] = get_model_state_dict(obj)
+        if strict:  # torch's own error is a CheckpointException per rank that names one key
+            absent = [name for name in _tensor_paths(targets) if name not in saved_entries]
+            if absent:
+                shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+                raise KeyError(f"The sharded checkpoint {path} lacks {len(absent)} entries of the state to restore: "
+                               f"{shown} (saved with a filter, or from another model?). Pass strict=False to "
+                               "restore only what the folder holds and keep the rest as it is.")
+        dcp.load(targets, checkpoint_id=path, planner=DefaultLoadPlanner(allow_partial_load=not strict))
+        for key, state in targets.items():
+            obj = objects[key]
+            if isinstance(obj, torch.optim.Optimizer):
+                set_optimizer_state_dict(modules[key], obj, state)
+            else:
+                set_model_state_dict(obj, state, options=StateDictOptions(strict=strict))
+        return meta
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Optional[bool] = None) -> dict:
         """A file: every rank maps it (``mmap``); only rank 0's copy is read and scattered. A folder: every rank
@@ -411,20 +529,68 @@ class FSDPStrategy(DDPStrategy):
         dcp.load(target, checkpoint_id=state.folder)
         return target[key]
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_roots"] = None  # a WeakSet does not pickle; a copy of the strategy has sharded nothing
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._roots = weakref.WeakSet()
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(world_size={self.world_size}, global_rank={self.global_rank}, "
                 f"device={self.root_device}, state_dict_type={self.state_dict_type!r})")
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
+def register_forward_method(module: torch.nn.Module, name: str) -> None:
+    """``module.<name>(...)`` gathers the root's parameters as ``forward`` does (FSDP2's
+    ``register_fsdp_forward_method``), once per method: registering twice would gather twice."""
+    registered = module.__dict__.setdefault("_ember_fsdp_methods", set())
+    if name in registered:
+        return
+    method = getattr(type(module), name, None)
+    signature = inspect.signature(method) if callable(method) else None
+    register_fsdp_forward_method(module, name)
+    if signature is not None:
+        # the wrapper's signature is the bound method's, minus one more parameter once bound; give it the method's
+        # own, so that ember sees whether the step takes batch_idx
+        getattr(module, name).__func__.__signature__ = signature
+    registered.add(name)
+
+
+def has_meta_tensors(module: torch.nn.Module) -> bool:
+    """Whether ``module`` holds parameters or buffers on the meta device (``fabric.init_module(empty_init=True)``,
+    or ``torch.device("meta")``): they get memory and values when the module is sharded."""
+    return any(t.is_meta for t in (*module.parameters(), *module.buffers()))
+
+
+def _materialize(unit: torch.nn.Module, device: torch.device) -> None:
+    """Give the meta-device tensors of ``unit`` (not of units sharded already) memory on ``device`` and initial
+    values from each submodule's ``reset_parameters()``, just before ``unit`` is sharded: one unit at a time is
+    whole in memory, as in Lightning (FSDP1 materialises, resets and shards each unit bottom-up)."""
+    with torch.no_grad():
+        for sub in unit.modules():
+            own = [*sub.parameters(recurse=False), *sub.buffers(recurse=False)]
+            if not any(t.is_meta for t in own):
+                continue
+            sub.to_empty(device=device, recurse=False)
+            reset = getattr(sub, "reset_parameters", None)
+            if callable(reset):
+                reset()
+
+
 def _is_dtensor(tensor: Any) -> bool:
     from torch.distributed.tensor import DTensor
 
     return isinstance(tensor, DTensor)
 
 
-def _is_sharded(module: Optional[torch.nn.Module]) -> bool:
-    return module is not None and any(isinstance(m, FSDPModule) for m in module.modules())
+def is_sharded_module(module: Any) -> bool:
+    """Whether ``module`` is, or holds, a module sharded by ``fully_shard``."""
+    return isinstance(module, torch.nn.Module) and any(isinstance(m, FSDPModule) for m in module.modules())
+
 
 
 def _state_dict_name(name: str) -> str:
@@ -494,14 +660,38 @@ def _sharding(strategy: Any) -> tuple:
     raise ValueError(f"FSDPStrategy(sharding_strategy={strategy!r}) must be one of {sorted(_SHARDING)}.")
 
 
+def _tensor_paths(data: Any, prefix: str = "") -> list:
+    """The dotted path of every tensor in nested dicts and lists, as ``torch.distributed.checkpoint`` names the
+    entries it saves ("model.head.weight", "optimizer.state.head.weight.exp_avg")."""
+    if isinstance(data, torch.Tensor):
+        return [prefix]
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, (list, tuple)) else ()
+    return [path for key, value in items for path in _tensor_paths(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def is_sharded_checkpoint(path: Any) -> bool:
+    """Whether ``path`` is a folder written by ``FSDPStrategy.save_sharded`` (``meta.pt`` is written last)."""
+    path = Path(path)
+    return path.is_dir() and (path / _META_FILE).is_file()
+
+
 def _replace_folder(tmp: Path, path: Path) -> None:
-    """Give the finished folder ``tmp`` the name ``path``, replacing what had it (a folder cannot be replaced in
-    one rename: the old one is moved aside first, then deleted)."""
+    """Give the finished folder (or file) ``tmp`` the name ``path``, replacing what had it. A folder cannot replace
+    a file, nor a file a folder, in one rename: the old one is moved aside first (so it stays whole until the new
+    one has its name), then deleted."""
     old = path.with_name(f".{path.name}.old")
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)
+    elif path.is_symlink() or (path.exists() and tmp.is_dir()):
+        _remove(old)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
         path.unlink()
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
