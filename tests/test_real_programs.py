@@ -50,17 +50,7 @@ THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # (program, mode) -> the gap in ember that makes it fail, as seen at the last run of this corpus. xfail(strict):
 # when ember closes the gap the test passes, pytest reports XPASS as a failure, and the entry must go.
-_BYOT_GAPS = (
-    "ember lacks Lightning Fabric's `lightning.fabric.utilities.types` (`Optimizable`, `Steppable`, `_Stateful`, "
-    "`ReduceOp`, `_PATH`, `_DEVICE`): `import lightning as L; isinstance(opt, L.fabric.utilities.types.Optimizable)` "
-    "raises AttributeError under `ember run` and after the rewrite (Lightning's examples/fabric/build_your_own_trainer "
-    "uses it); then `L.seed_everything(12, verbose=False)` raises TypeError (ember.seed_everything has no `verbose`). "
-    "With both bypassed, the program prints Lightning's figures exactly"
-)
-XFAIL: dict[tuple[str, str], str] = {
-    ("fabric_build_your_own_trainer", "rewrite"): _BYOT_GAPS,
-    ("fabric_build_your_own_trainer", "ember run"): _BYOT_GAPS,
-}
+XFAIL: dict[tuple[str, str], str] = {}
 
 # Programs where ember differs from Lightning by design (docs/migration.md names the difference and why): a
 # wider relative tolerance, sized from the difference measured with every other gap removed, and the reason.

@@ -11,13 +11,14 @@ import torch
 _MAX_SEED = 2**32 - 1
 
 
-def seed_everything(seed: Optional[int] = None, workers: bool = False) -> int:
+def seed_everything(seed: Optional[int] = None, workers: bool = False, verbose: bool = True) -> int:
     """Seed ``random``, NumPy (when installed) and torch (CPU and every CUDA device).
 
     ``seed=None`` takes ``PL_GLOBAL_SEED`` from the environment, else 0. The seed is stored in
     ``PL_GLOBAL_SEED`` so that processes started later (DDP) use the same one. ``workers=True``
     also records ``PL_SEED_WORKERS=1``: the Trainer and Fabric then give each DataLoader without a
-    ``worker_init_fn`` one (``pl_worker_init_function``) that seeds every worker differently.
+    ``worker_init_fn`` one (``pl_worker_init_function``) that seeds every worker differently. ``verbose``: log
+    "Seed set to N" on the ``ember`` logger (INFO, rank 0; shown when logging is configured to show it).
 
     >>> seed_everything(42)
     42
@@ -37,6 +38,10 @@ def seed_everything(seed: Optional[int] = None, workers: bool = False) -> int:
     else:
         np.random.seed(seed)
     torch.manual_seed(seed)  # seeds every CUDA device too
+    if verbose:
+        from ember.utilities.rank_zero import rank_zero_info
+
+        rank_zero_info(f"Seed set to {seed}")
     return seed
 
 
