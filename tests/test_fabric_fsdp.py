@@ -294,6 +294,18 @@ def test_sharded_checkpoint_folder_resumes_bit_identically(fsdp_run):
 
 
 @needs_fsdp
+def test_a_sharded_folder_outside_fsdp_names_the_way_to_one_file(fsdp_run, tmp_path):
+    folder = fsdp_run / "sharded.ckpt"
+    with pytest.raises(IsADirectoryError, match=r"sharded FSDP checkpoint.*SingleDeviceStrategy.*dcp_to_torch_save"):
+        Fabric(accelerator="cpu").load(folder)
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    dcp_to_torch_save(folder, tmp_path / "one.pt")  # the conversion the message names, in one process
+    weights = torch.load(tmp_path / "one.pt", weights_only=True)["model"]
+    _assert_same(torch.load(fsdp_run / "full.ckpt", weights_only=True)["model"], weights)  # both after step 2
+
+
+@needs_fsdp
 def test_full_checkpoint_resumes_bit_identically(fsdp_run):
     final = torch.load(fsdp_run / "final.ckpt", weights_only=True)
     resumed = torch.load(fsdp_run / "resumed_full.ckpt", weights_only=True)

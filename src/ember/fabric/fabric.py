@@ -642,6 +642,15 @@ class Fabric:
             raise FileNotFoundError(f"fabric.load: no checkpoint at {path!s} (absolute: {Path(path).absolute()})"
                                     f"{other_checkpoints(Path(path))}. Pass the path given to fabric.save(path, "
                                     "state), or save one first.")
+        if Path(path).is_dir():
+            from ember.strategies.fsdp import is_sharded_checkpoint
+
+            if is_sharded_checkpoint(path):  # under FSDP, load() read it already
+                raise IsADirectoryError(
+                    f"fabric.load({str(path)!r}): this is a sharded FSDP checkpoint (a folder of shards), which only "
+                    f"a Fabric with strategy='fsdp' reads; this one runs {type(self._strategy).__name__}. Load it "
+                    "with Fabric(strategy='fsdp', ...), or convert it to one file first: "
+                    "torch.distributed.checkpoint.format_utils.dcp_to_torch_save(folder, 'checkpoint.pt').")
         return self._strategy.load_checkpoint(path, weights_only=weights_only)
 
     def _restore(self, state: dict, key: str, saved: Any, strict: bool) -> None:
