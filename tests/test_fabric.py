@@ -211,6 +211,8 @@ def test_true_precision_and_init_module_create_parameters_in_the_dtype():
     assert layer.weight.dtype == torch.bfloat16 and torch.get_default_dtype() == torch.float32
     model = fabric.setup(torch.nn.Linear(3, 3))
     assert model.weight.dtype == torch.bfloat16 and model(torch.randn(2, 3)).dtype == torch.float32
+    assert model.dtype == torch.bfloat16 and model.device == fabric.device == torch.device("cpu")
+    assert type(fabric.accelerator).__name__ == "CPUAccelerator" and fabric.accelerator.auto_device_count() >= 1
 
     class Sevens(torch.nn.Linear):
         def reset_parameters(self) -> None:

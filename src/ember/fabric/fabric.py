@@ -79,6 +79,15 @@ class Fabric:
         return self._strategy
 
     @property
+    def accelerator(self) -> Any:
+        """The kind of device, as Lightning's accelerator objects: ``CPUAccelerator()``, ``CUDAAccelerator()`` or
+        ``MPSAccelerator()`` (``fabric.accelerator.auto_device_count()``, ``.get_device_stats(fabric.device)``)."""
+        from ember._accelerator_api import CPUAccelerator, CUDAAccelerator, MPSAccelerator
+
+        kinds = {"cuda": CUDAAccelerator, "mps": MPSAccelerator}
+        return kinds.get(self.device.type, CPUAccelerator)()
+
+    @property
     def device(self) -> torch.device:
         """The device this process runs on: create tensors on it with ``torch.zeros(..., device=fabric.device)``."""
         return self._strategy.root_device

@@ -80,6 +80,14 @@ class _FabricModule(torch.nn.Module):
         first = next(self._inner.parameters(), None)
         return first.device if first is not None else torch.device("cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the module's first floating-point parameter (the precision's, after set-up)."""
+        for param in self._inner.parameters():
+            if param.is_floating_point():
+                return param.dtype
+        return torch.get_default_dtype()
+
     def _set_wrapper(self, wrapper: torch.nn.Module) -> None:
         torch.nn.Module.__setattr__(self, "_forward_module", wrapper)  # registered: train()/eval() reach it
         self.__dict__.update(_wrapper=wrapper, _direct=None)
