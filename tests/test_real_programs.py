@@ -14,8 +14,9 @@ recorded once with tests/programs/record_lightning_figures.py; see tests/program
 never imported: stub ``pytorch_lightning`` / ``lightning`` / ``lightning_fabric`` packages that raise on import come
 first on the subprocesses' path, as in CI where Lightning is not installed. No program touches the network.
 
-Tolerance: the programs run on the CPU in float32 with identical seeds and one intra-op thread (in the recording
-too), so ember computes the same torch operations in the same order as Lightning and the figures agree to the
+Tolerance: the programs run on the CPU in float32 with identical seeds, one intra-op thread and the same numeric
+kernels on any x86-64 CPU (``THREADS``: ATen's scalar kernels, MKL's reproducible mode, oneDNN capped at SSE4.1; in
+the recording too), so ember computes the same torch operations in the same order as Lightning and the figures agree to the
 last bit when the loop does the same thing. The comparison allows ``rtol=1e-5`` (plus ``atol=1e-6`` near zero)
 for summation order in epoch means (ember sums value x batch size, Lightning keeps a running weighted mean), which
 moves float32 results by ~1e-7 relative. A larger difference means the training went differently, except where
@@ -45,8 +46,9 @@ FIGURES: dict[str, dict] = json.loads((PROGRAMS_DIR / "lightning_figures.json").
 MODES = ("rewrite", "ember run")
 RTOL, ATOL = 1e-5, 1e-6
 
-# Same thread setting as record_lightning_figures.py: float sums in the same order on every machine.
-THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# The same kernel settings as record_lightning_figures.py (see there): the figures then do not depend on the CPU.
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE",
+           "DNNL_MAX_CPU_ISA": "SSE41"}
 
 # (program, mode) -> the gap in ember that makes it fail, as seen at the last run of this corpus. xfail(strict):
 # when ember closes the gap the test passes, pytest reports XPASS as a failure, and the entry must go.

@@ -20,9 +20,12 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# One intra-op thread, here and in tests/test_real_programs.py: float sums then add up in the same order on
-# every machine, whatever its number of cores.
-THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# The same numeric kernels on every x86-64 machine, here and in tests/test_real_programs.py: one intra-op thread
+# (float sums in one order), ATen's scalar kernels instead of its AVX2/AVX-512 ones, MKL in its conditional
+# numerical reproducibility mode, oneDNN (convolutions) capped at SSE4.1. Without them a program's figures moved
+# by up to 4e-4 relative between CPUs (AVX-512 vs AVX2 kernels sum in other orders), under Lightning and ember alike.
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE",
+           "DNNL_MAX_CPU_ISA": "SSE41"}
 
 
 def final_metrics(name: str, spec: dict) -> dict:
