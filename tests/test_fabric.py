@@ -424,7 +424,18 @@ IMPORTS_SCRIPT = textwrap.dedent('''
     from lightning.fabric.utilities.seed import seed_everything
     from lightning.fabric.wrappers import _unwrap_objects, is_wrapped
     from lightning_fabric.utilities.rank_zero import rank_zero_warn
+    from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
+    from lightning.fabric.utilities.data import AttributeDict, suggested_max_num_workers
+    from lightning.fabric.utilities.seed import reset_seed
+    from lightning.fabric.utilities.throughput import ThroughputMonitor, measure_flops
+    from lightning.fabric.utilities.types import Optimizable
     import ember, torch
+
+    seed_everything(5, verbose=False)
+    first = torch.rand(2)
+    reset_seed()  # seeds again with what seed_everything set
+    assert torch.equal(first, torch.rand(2))
+    assert convert_tensors_to_scalars({"a": torch.tensor(1.5)}) == {"a": 1.5}
 
     assert Fabric is ember.Fabric and DDPStrategy is ember.strategies.DDPStrategy
     assert seed_everything is ember.seed_everything and rank_zero_only is ember.utilities.rank_zero_only
@@ -435,6 +446,11 @@ IMPORTS_SCRIPT = textwrap.dedent('''
     module = torch.nn.Linear(2, 1)
     model, opt = fabric.setup(module, torch.optim.SGD(module.parameters(), lr=0.1))
     assert is_wrapped(model) and _unwrap_objects({"m": [model, opt]}) == {"m": [module, opt.optimizer]}
+    assert isinstance(opt, Optimizable) and isinstance(opt.optimizer, Optimizable)
+    try:
+        ThroughputMonitor(fabric)
+    except NotImplementedError as error:  # importable, and says what to use when built
+        assert "ember.callbacks.ThroughputMonitor" in str(error)
     fabric.log_dict({"a": torch.tensor(1.5)})
     fabric.log("a", 2.5)
     logger.save()

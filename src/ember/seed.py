@@ -83,3 +83,11 @@ def add_worker_seeding(loader: Any, global_rank: int) -> None:
     own ``worker_init_fn`` (the loader is changed in place, as Lightning does)."""
     if int(os.environ.get("PL_SEED_WORKERS", 0)) and getattr(loader, "worker_init_fn", 0) is None:
         loader.worker_init_fn = functools.partial(pl_worker_init_function, rank=global_rank)
+
+
+def reset_seed() -> None:
+    """Seed again with what ``seed_everything`` last set (``PL_GLOBAL_SEED``/``PL_SEED_WORKERS``); nothing when it
+    was never called. Lightning's ``lightning.fabric.utilities.seed.reset_seed``."""
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    if seed is not None:
+        seed_everything(int(seed), workers=bool(int(os.environ.get("PL_SEED_WORKERS", "0"))), verbose=False)

@@ -8,15 +8,9 @@
 import importlib
 from typing import Any
 
-from ember._missing import missing_class
 from ember.utilities import (rank_zero_debug, rank_zero_deprecation, rank_zero_info,  # noqa: F401
                              rank_zero_only, rank_zero_warn)
-
-_WHY = "Fabric's throughput counters are not in ember"
-Throughput = missing_class("lightning.fabric.utilities.Throughput", _WHY,
-                           "ember.callbacks.ThroughputMonitor with the Trainer, or time the loop yourself")
-ThroughputMonitor = missing_class("lightning.fabric.utilities.ThroughputMonitor", _WHY,
-                                  "ember.callbacks.ThroughputMonitor with the Trainer, or time the loop yourself")
+from ember.utilities.throughput import Throughput, ThroughputMonitor  # noqa: F401
 
 __all__ = ["AttributeDict", "disable_possible_user_warnings", "is_shared_filesystem", "LightningEnum",
            "measure_flops", "move_data_to_device", "rank_zero_deprecation", "rank_zero_info", "rank_zero_only",

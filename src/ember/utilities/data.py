@@ -1,9 +1,12 @@
-"""``lightning.pytorch.utilities.data``: the batch size of a batch, and whether a loader has a length."""
+"""``lightning.pytorch.utilities.data`` (and Fabric's): the batch size of a batch, whether a loader has a length,
+``AttributeDict`` and ``suggested_max_num_workers``."""
 from __future__ import annotations
 
 from typing import Any
 
+from ember._utils import AttributeDict  # noqa: F401  (Fabric's utilities.data has it)
 from ember._utils import extract_batch_size as _first_size
+from ember.utilities._distributed import suggested_max_num_workers  # noqa: F401
 
 
 def extract_batch_size(batch: Any) -> int:
@@ -40,4 +43,5 @@ def has_iterable_dataset(dataloader: Any) -> bool:
     return isinstance(getattr(dataloader, "dataset", None), IterableDataset)
 
 
-__all__ = ["extract_batch_size", "has_iterable_dataset", "has_len", "sized_len"]
+__all__ = ["AttributeDict", "extract_batch_size", "has_iterable_dataset", "has_len", "sized_len",
+           "suggested_max_num_workers"]

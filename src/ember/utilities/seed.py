@@ -1,10 +1,11 @@
-"""``lightning.pytorch.utilities.seed``: ``seed_everything``, ``isolate_rng`` and ``pl_worker_init_function``."""
+"""``lightning.pytorch.utilities.seed`` (and Fabric's): ``seed_everything``, ``reset_seed``, ``isolate_rng`` and
+``pl_worker_init_function``."""
 from __future__ import annotations
 
 import contextlib
 from typing import Iterator
 
-from ember.seed import pl_worker_init_function, seed_everything
+from ember.seed import pl_worker_init_function, reset_seed, seed_everything
 
 
 @contextlib.contextmanager
@@ -42,4 +43,4 @@ def isolate_rng(include_cuda: bool = True) -> Iterator[None]:
             torch.cuda.set_rng_state_all(states["cuda"])
 
 
-__all__ = ["isolate_rng", "pl_worker_init_function", "seed_everything"]
+__all__ = ["isolate_rng", "pl_worker_init_function", "reset_seed", "seed_everything"]
