@@ -7,7 +7,8 @@ and Lightning's ratio where it ran. The settings here are shorter than each scri
 in README.md run the scripts themselves. Exits 1 if a script failed (a ratio above its target is not a failure).
 
     python benchmarks/run_all.py                      # short settings: a few minutes on 2 cores
-    python benchmarks/run_all.py --quick              # smoke run: every script's --quick, no faults.py or loggers.py (the test's run;
+    python benchmarks/run_all.py --quick              # smoke run: every script's --quick, no faults.py, loggers.py or
+                                                      # fabric.py (the test's run;
                                                       # gpu.py runs on the CPU there: --device cpu --quick); the
                                                       # one-process scripts share this interpreter (one torch import)
     python benchmarks/run_all.py --quick --jobs 2     # the same, two scripts at a time (they share the CPUs)
@@ -47,13 +48,16 @@ SCRIPTS = {
     "ddp": ("ddp.py", [["--rows", "small,small-defaults", "--repeats", "3", "--steps", "500"],
                        ["--rows", "large", "--repeats", "3", "--steps", "100"]],
             [["--quick"]]),
+    # --quick: tests/test_benchmarks_smoke.py runs its own smoke run (it checks the weights-equal lines too)
+    "fabric": ("fabric.py", [["--repeats", "5"]], []),
     "faults": ("faults.py", [["--sigterm", "1", "--sigkill", "2"]], []),
     # --quick: tests/test_logger_costs.py runs its own smoke run (MLflow's store takes ~10 s to make)
     "loggers": ("loggers.py", [["--repeats", "3"]], []),
     # without CUDA the short run measures nothing (one line, exit 0; the summary says so); --quick runs on the CPU
     "gpu": ("gpu.py", [["--steps", "50", "--repeats", "3"]], [["--device", "cpu", "--quick"]]),
 }
-OWN_JSON = {"lstm", "cnn_digits", "import_time", "checkpoint_io", "memory", "gpu", "loggers"}  # these write --json rows
+# these write --json rows
+OWN_JSON = {"lstm", "cnn_digits", "import_time", "checkpoint_io", "memory", "gpu", "loggers", "fabric"}
 TAKES_NO_LIGHTNING = {"lstm", "cnn_digits", "import_time", "memory", "ddp", "gpu"}
 TARGET = {"overhead": "≤ 1.05", "ddp": "≤ 1.05"}
 # a smoke run (--quick, one script at a time) runs these in this interpreter: each would otherwise spend a second or
@@ -192,7 +196,8 @@ def run(name: str, quick: bool, no_lightning: bool, stream: bool = True, repeats
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="every script's smoke settings (no faults.py, loggers.py)")
+    parser.add_argument("--quick", action="store_true",
+                        help="every script's smoke settings (no faults.py, loggers.py, fabric.py)")
     parser.add_argument("--only", default="", help=f"comma-separated, from {list(SCRIPTS)}")
     parser.add_argument("--skip", default="", help="comma-separated names to leave out")
     parser.add_argument("--no-lightning", action="store_true", help="no PyTorch Lightning columns")

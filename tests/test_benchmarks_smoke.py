@@ -45,3 +45,18 @@ def test_run_all_quick_prints_a_figure_for_every_benchmark():
                                     if row.startswith("| lstm ")}
     gpu_rows = {row.split("|")[2].strip() for row in summary.splitlines() if row.startswith("| gpu ")}
     assert {"resnet bf16-mixed", "transformer bf16-mixed"} <= gpu_rows, summary
+
+
+def test_fabric_benchmark_quick_prints_both_ratios_and_equal_weights():
+    """``benchmarks/fabric.py --quick``: a Fabric loop against the same hand-written loop, in one process and in two
+    (gloo; rank 1 started by ``Fabric.launch()``), gives the same final weights and prints a ratio for each."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "fabric.py"), "--quick"],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    for row, processes in (("mlp", "1 process"), ("mlp-ddp", "2 processes, gloo")):
+        assert re.search(rf"^{row} \({processes}\): .*ratio fabric / hand-written \d+\.\d+", out, re.M), out
+        assert re.search(rf"^{row}: final weights equal \(torch.equal\) in all \d+ runs$", out, re.M), out
+        assert re.search(rf"^\| {row} \| {processes[0]} \| \d+ \| .* \| \d+/\d+ \|", out, re.M), out
+    assert "WRONG" not in out
