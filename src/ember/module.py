@@ -42,7 +42,7 @@ class LightningModule(nn.Module):
     # with ``__jit_unused_properties__ = LightningModule.__jit_unused_properties__ + ["name"]``.
     __jit_unused_properties__ = [
         "trainer", "device", "dtype", "current_epoch", "global_step", "global_rank", "local_rank",
-        "logger", "loggers", "on_gpu", "hparams", "hparams_initial", "strict_loading",
+        "logger", "loggers", "on_gpu", "hparams", "hparams_initial", "strict_loading", "fabric",
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
