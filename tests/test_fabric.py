@@ -413,6 +413,21 @@ def test_a_lightning_module_under_fabric_clips_through_fabric():
     norm = torch.cat([p.grad.flatten() for p in module.parameters()]).norm()
     assert abs(norm.item() - 0.1) < 1e-5
 
+
+def test_hooks_on_the_set_up_model_still_run_on_the_direct_path():
+    fabric = Fabric(accelerator="cpu")  # '32-true' in one process: the set-up model calls the module directly
+    model = fabric.setup(torch.nn.Linear(2, 1))
+    seen = []
+    handle = model.register_forward_hook(lambda module, args, output: seen.append("wrapper"))
+    inner = model.module.register_forward_hook(lambda module, args, output: seen.append("module"))
+    model(torch.ones(1, 2))
+    handle.remove()
+    glob = torch.nn.modules.module.register_module_forward_hook(lambda module, args, output: seen.append("global"))
+    model(torch.ones(1, 2))
+    glob.remove()
+    inner.remove()
+    assert seen == ["module", "wrapper", "global", "module", "global"]
+
 IMPORTS_SCRIPT = textwrap.dedent('''
     import lightning as L
     from lightning.fabric import Fabric

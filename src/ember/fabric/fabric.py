@@ -362,6 +362,9 @@ class Fabric:
             raise RuntimeError("fabric.backward(loss) was called before any model was set up, so the precision and "
                                "the strategy would not apply to it. Set the model up first: "
                                "`model, optimizer = fabric.setup(model, optimizer)`, and compute the loss with it.")
+        if self._precision.scaler is None:  # nothing to scale: the loss's own backward
+            tensor.backward(*args, **kwargs)
+            return
         # Precision.backward calls `module.backward(loss, ...)`; torch.Tensor.backward is that for a plain loss
         self._precision.backward(tensor, torch.Tensor, *args, **kwargs)
 

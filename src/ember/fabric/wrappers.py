@@ -15,6 +15,7 @@ import contextlib
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
+from torch.nn.modules import module as _nn  # its global hooks (register_module_forward_hook...)
 
 from ember._utils import apply_to_tensors, move_data_to_device
 
@@ -105,6 +106,16 @@ class _FabricModule(torch.nn.Module):
             return (self._compiled if self._compiled is not None else self._inner)(*args, **kwargs)
         return getattr(self._inner, method)(*args, **kwargs)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # '32-true' without a strategy wrapper: the user's module is called at once, skipping nn.Module's own call
+        # of this wrapper (two Python frames a step), unless hooks or tracing need that call
+        direct = self.__dict__["_direct"]
+        if direct is None or self._forward_hooks or self._forward_pre_hooks or self._backward_hooks \
+                or self._backward_pre_hooks or _nn._global_forward_hooks or _nn._global_forward_pre_hooks \
+                or _nn._global_backward_hooks or _nn._global_backward_pre_hooks or torch._C._get_tracing_state():
+            return torch.nn.Module.__call__(self, *args, **kwargs)
+        return direct(*args, **kwargs)
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         direct = self._direct
         if direct is not None:
@@ -192,6 +203,8 @@ class _FabricOptimizer:
         return self._optimizer
 
     def step(self, closure: Optional[Callable] = None) -> Any:
+        if closure is None and self._after_step is None and self._precision.scaler is None:
+            return self._optimizer.step()  # nothing to add around the optimizer's own step
         kwargs = {} if closure is None else {"closure": closure}
         output = self._precision.optimizer_step(self._optimizer, **kwargs)
         if self._after_step is not None:  # the callbacks' on_after_optimizer_step, as in Lightning's Fabric
@@ -199,7 +212,7 @@ class _FabricOptimizer:
         return output
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        self._optimizer.zero_grad(set_to_none=set_to_none)
+        self._optimizer.zero_grad(set_to_none)
 
     def state_dict(self) -> dict:
         return self._optimizer.state_dict()
