@@ -126,17 +126,23 @@ class _FabricModule(torch.nn.Module):
         dtype = self._input_dtype
         if dtype is not None:
             args, kwargs = _cast_floats((args, kwargs), dtype)
-        with _forward_context(self._precision):
-            wrapper = self._wrapper
-            if wrapper is None and method == "__call__":
-                output = self._run(*args, **kwargs)
-            else:
-                self.__dict__["_method"] = method
-                try:
-                    output = wrapper(*args, **kwargs) if wrapper is not None else self._run(*args, **kwargs)
-                finally:
-                    self.__dict__["_method"] = "__call__"
+        precision = self._precision
+        if precision.plain:  # '32-true': no context to enter (DDP's forward comes here every step)
+            output = self._through_wrapper(method, args, kwargs)
+        else:
+            with _forward_context(precision):
+                output = self._through_wrapper(method, args, kwargs)
         return output if dtype is None else _cast_floats(output, torch.get_default_dtype())
+
+    def _through_wrapper(self, method: str, args: tuple, kwargs: dict) -> Any:
+        wrapper = self._wrapper
+        if wrapper is None and method == "__call__":
+            return self._run(*args, **kwargs)
+        self.__dict__["_method"] = method
+        try:
+            return wrapper(*args, **kwargs) if wrapper is not None else self._run(*args, **kwargs)
+        finally:
+            self.__dict__["_method"] = "__call__"
 
     def mark_forward_method(self, method: Any) -> None:
         """Run ``model.<method>(...)`` through the strategy's wrapper (DDP) and the precision, as ``forward`` is:
