@@ -13,7 +13,7 @@ from typing import Any, Optional, Union
 
 from tqdm import tqdm
 
-from ember.callbacks.callback import Callback, _ignores_outputs
+from ember.callbacks.callback import Callback, _does_not_log, _ignores_outputs
 
 
 class ProgressBar(Callback):
@@ -165,6 +165,7 @@ class TQDMProgressBar(ProgressBar):
         bar.reset(total=self._train_total)  # redraws
         self._last_postfix = time.monotonic()  # the first read waits one interval, like tqdm's own redraw
 
+    @_does_not_log
     @_ignores_outputs
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         bar = self.train_progress_bar

@@ -55,7 +55,12 @@ class HookRunner:
     def caller(self, name: str) -> Optional[Callable]:
         """``call`` for ``name``, or None when nothing overrides the hook: the per-batch code checks for None and
         makes no call at all (a call that finds no one still costs a Python frame, six times a step)."""
-        return functools.partial(self.call, name) if self.has(name) else None
+        fns = self._targets(name)
+        if not fns:
+            return None
+        if len(fns) == 1 and getattr(getattr(fns[0], "func", None), "_does_not_log", False):
+            return fns[0]  # one callback's hook that never logs (the progress bar's): called as it is
+        return functools.partial(self.call, name)
 
     def wants_outputs(self, name: str) -> bool:
         """Whether some target of the batch-end hook ``name`` may read its ``outputs`` (see ``_ignores_outputs``)."""
