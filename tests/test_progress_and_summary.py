@@ -237,3 +237,17 @@ def test_default_logger_is_tensorboard_when_installed_else_csv(tmp_path):
         assert type(trainer.logger).__name__ == "CSVLogger"
         assert (folder / "metrics.csv").is_file()
     assert (folder / "hparams.yaml").is_file()
+
+
+def test_a_bar_subclass_that_logs_from_its_batch_hook_is_called_as_a_logging_hook(tmp_path):
+    """The bar's own per-batch hook is called directly (it never logs); a subclass's override goes through the hook
+    runner, so its self.log calls get the hook's name and defaults."""
+    class LoggingBar(TQDMProgressBar):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            pl_module.log("seen_by_bar", float(batch_idx), on_epoch=True, reduce_fx="max")
+
+    trainer = ember.Trainer(max_epochs=1, limit_train_batches=4, callbacks=[LoggingBar()], logger=False,
+                            enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(BoringModel(), random_loader())
+    assert trainer.callback_metrics["seen_by_bar_epoch"].item() == 3.0
