@@ -1,7 +1,8 @@
 """``lightning.fabric.accelerators``: the accelerator classes (``ember.accelerators``), shared with the Trainer.
 
-``from lightning.fabric.accelerators import X`` ported to ``from ember.fabric.accelerators import X`` gets ember's ``ember.accelerators.X``
-(the same object), and ``L.fabric.accelerators.<submodule>`` gets ``ember.accelerators.<submodule>``.
+``from lightning.fabric.accelerators import X`` ported to ``from ember.fabric.accelerators import X`` gets ember's
+``ember.accelerators.X`` (the same object), and ``L.fabric.accelerators.<submodule>`` gets
+``ember.accelerators.<submodule>``.
 """
 import importlib
 from typing import Any

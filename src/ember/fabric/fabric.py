@@ -4,14 +4,13 @@ processes and checkpoints handled. It is built on the Trainer's own pieces, so o
 ``resolve_strategy`` for names like 'ddp', and ``atomic_save``/``load_checkpoint`` (``_checkpoint_io.py``).
 Under FSDP the sharding, the state-dict gathering and the sharded checkpoint folders are ``FSDPStrategy``'s
 (``strategies/fsdp.py``), the same code the Trainer runs; under ddp_spawn, ``launch(function)`` starts the
-processes itself (``_spawn`` here: the Trainer's spawn hands back a Trainer's run, Fabric a function's result).
+processes itself (``fabric/processes.py``: the Trainer's spawn hands back a Trainer's run, Fabric a function's
+result). ``fabric.save``/``load`` are ``fabric/checkpoints.py``.
 """
 from __future__ import annotations
 
 import contextlib
 import inspect
-import os
-import sys
 import types
 import weakref
 from pathlib import Path
@@ -20,10 +19,10 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Union
 import torch
 
 from ember.accelerators import Precision, resolve_devices
+from ember.fabric import checkpoints, processes
 from ember.seed import add_worker_seeding
 from ember.fabric.wrappers import (_default_dtype, _FabricDataLoader, _FabricModule, _FabricOptimizer,
                                    _forward_context, _unwrap, _unwrap_compiled)
-from ember.strategies import launcher
 from ember.strategies.strategy import SingleDeviceStrategy, Strategy
 
 __all__ = ["Fabric"]
@@ -152,12 +151,12 @@ class Fabric:
                     f"(strategy='ddp_spawn') starts new processes that run a function: pass it, "
                     "`fabric.launch(train)` with `def train(fabric): ...` holding the training code. Or use "
                     "strategy='ddp', where launch() re-runs the script and the code after it runs in every process.")
-            return self._spawn(function, args, kwargs)
+            return processes.spawn(self, function, args, kwargs)
         if not self._launched:
             self._strategy.setup_environment()  # DDP: start the other local processes if nobody else did, and join
             self._launched = True
             if self.world_size > 1 and not self._spawned:
-                _kill_children_on_uncaught_error()
+                processes.kill_children_on_uncaught_error()
         return None if function is None else function(self, *args, **kwargs)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -166,7 +165,7 @@ class Fabric:
     def _launched_run(self, run: Callable) -> Callable:
         def launched(*args: Any, **kwargs: Any) -> Any:
             if self._spawns():  # the class's run(fabric, ...) in each new process
-                return self._spawn(type(self).run, args, kwargs)
+                return processes.spawn(self, type(self).run, args, kwargs)
             self.launch()
             return run(*args, **kwargs)
         return launched
@@ -176,36 +175,6 @@ class Fabric:
         return bool(getattr(self._strategy, "spawns_processes", False)) and not self._spawned
 
     _spawned = False  # True in a process started by launch(function) under ddp_spawn
-
-    def _spawn(self, function: Callable, args: tuple, kwargs: dict) -> Any:
-        """Run ``function(fabric, *args, **kwargs)`` in ``num_processes`` new processes (torch.multiprocessing)
-        and return rank 0's result."""
-        import tempfile
-
-        import torch.multiprocessing as mp
-
-        from ember.strategies.environment import find_free_port
-        from ember.trainer.progress import rng_state
-
-        method = self._strategy.start_method
-        if method == "spawn":
-            _check_main_guard()
-        env = {"MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
-               "MASTER_PORT": os.environ.get("MASTER_PORT") or str(find_free_port()),
-               "NODE_RANK": str(self.node_rank), "WORLD_SIZE": str(self.world_size),
-               "LOCAL_WORLD_SIZE": str(self._strategy.num_processes)}
-        # a new interpreter ('spawn', 'forkserver') starts with fresh generators and torch flags: give it this
-        # process's, as Lightning does ('fork' copies them with the rest of the memory)
-        snapshot = None if method == "fork" else {
-            "rng": rng_state(), "deterministic": torch.are_deterministic_algorithms_enabled(),
-            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
-            "cudnn_benchmark": torch.backends.cudnn.benchmark}
-        with tempfile.TemporaryDirectory(prefix="ember-fabric-") as folder:  # readable by this user only
-            mp.start_processes(_spawned_worker, args=(self, function, args, kwargs, env, snapshot, folder),
-                               nprocs=self._strategy.num_processes, start_method=method)
-            # written a moment ago by rank 0 of this run, in a folder only this user can write: not a file from
-            # elsewhere, so it is read whole (the function may return objects of the user's own classes)
-            return torch.load(os.path.join(folder, "result.pt"), map_location="cpu", weights_only=False)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -510,9 +479,9 @@ class Fabric:
         """``ember.seed_everything``; ``workers`` defaults to True here, as in Lightning's Fabric."""
         from ember.seed import seed_everything
 
-        return seed_everything(seed, workers=True if workers is None else workers)
+        return seed_everything(seed, workers=True if workers is None else workers, verbose=verbose)
 
-    # --- checkpoints -----------------------------------------------------------------------------------------
+    # --- checkpoints (fabric/checkpoints.py) -------------------------------------------------------------------
     def save(self, path: Union[str, Path], state: Mapping[str, Any], filter: Optional[Mapping] = None) -> None:
         """Write ``state`` to ``path`` from rank 0, atomically (a crash leaves the previous file whole): modules
         and optimizers as their state dicts, objects with ``state_dict()`` as theirs, everything else as it is.
@@ -525,53 +494,7 @@ class Fabric:
         ``state_dict_type="full"`` the weights and optimizer states are gathered on rank 0 into one ordinary file
         that loads in one process with ``torch.load(path, weights_only=True)``."""
         self._check_launched("save()")
-        if self._sharded:
-            path = self._strategy.broadcast(path)  # one folder for every rank, even if the ranks named it apart
-        filter = dict(filter or {})
-        unknown = set(filter) - set(state)
-        if unknown:
-            raise ValueError(f"fabric.save(filter=...) names {sorted(unknown)}, which the state does not have "
-                             f"(its keys: {sorted(state)}).")
-        checkpoint = {}
-        for key, obj in state.items():
-            value = self._state_of(obj)
-            if key in filter:
-                if not callable(filter[key]):
-                    raise TypeError(f"fabric.save(filter={{{key!r}: ...}}) must map to a function (name, value) -> "
-                                    f"bool; got {type(filter[key]).__name__}.")
-                value = {k: v for k, v in value.items() if filter[key](k, v)}
-            checkpoint[key] = value
-        if not self._sharded:
-            self._strategy.save_checkpoint(checkpoint, path)
-        elif self._strategy.state_dict_type == "full":
-            self._strategy.save_full(checkpoint, path)
-        else:
-            shards = self._sharded_keys(state)
-            self._strategy.save_sharded({k: checkpoint[k] for k in shards},
-                                        {k: v for k, v in checkpoint.items() if k not in shards}, path)
-        self.barrier("save")
-
-    def _sharded_keys(self, state: Mapping[str, Any]) -> list:
-        """The keys of ``state`` holding a sharded module, or an optimizer of one: what FSDP saves as shards."""
-        from ember.strategies.fsdp import is_sharded_module
-
-        keys = []
-        for key, obj in state.items():
-            obj = _unwrap(obj)
-            if is_sharded_module(obj) or (isinstance(obj, torch.optim.Optimizer)
-                                          and self._strategy.module_of(obj) is not None):
-                keys.append(key)
-        return keys
-
-    def _state_of(self, obj: Any) -> Any:
-        obj = _unwrap(obj)
-        if isinstance(obj, torch.nn.Module):
-            return self._strategy.lightning_module_state_dict(obj)
-        if isinstance(obj, torch.optim.Optimizer):
-            return self._strategy.optimizer_state(obj)
-        if _is_stateful(obj):
-            return obj.state_dict()
-        return obj
+        checkpoints.save(self, path, state, filter)
 
     def load(self, path: Union[str, Path], state: Optional[dict] = None, strict: bool = True, *,
              weights_only: Optional[bool] = None) -> dict:
@@ -583,100 +506,13 @@ class Fabric:
         Under FSDP a full checkpoint file is read on rank 0 and scattered into the sharded model; a sharded folder is
         read shard by shard on every rank into the models and optimizers of ``state`` (which it needs)."""
         self._check_launched("load()")
-        if self._sharded:
-            from ember.strategies.fsdp import is_sharded_checkpoint
-
-            path = self._strategy.broadcast(path)
-            if is_sharded_checkpoint(path):
-                return self._load_sharded(path, state, strict, weights_only)
-        checkpoint = self._read(path, weights_only)
-        if not state:
-            self.barrier("load")
-            return checkpoint
-        missing = [k for k in state if k not in checkpoint]
-        if strict and missing:
-            raise KeyError(f"fabric.load({str(path)!r}): the state asks for {missing}, which the checkpoint does not "
-                           f"have (its keys: {sorted(checkpoint)}). Remove them from the state, or pass "
-                           "strict=False to restore only what the file holds.")
-        for key in [k for k in state if k in checkpoint]:
-            self._restore(state, key, checkpoint.pop(key), strict)
-        self.barrier("load")
-        return checkpoint
-
-    def _load_sharded(self, path: Union[str, Path], state: Optional[dict], strict: bool,
-                      weights_only: Optional[bool]) -> dict:
-        """``fabric.load`` of a folder written by ``fabric.save`` under FSDP: every rank reads its own shards into
-        the set-up models and optimizers of ``state``; the rest comes from ``meta.pt``."""
-        if not state:
-            raise ValueError(
-                f"fabric.load({str(path)!r}): this is a sharded checkpoint (a folder of shards), which is read into "
-                "set-up objects, not returned: pass them, `fabric.load(path, {'model': model, 'optimizer': "
-                "optimizer})`. For one file readable anywhere, save with FSDPStrategy(state_dict_type='full'), or "
-                "convert the folder: torch.distributed.checkpoint.format_utils.dcp_to_torch_save(folder, file).")
-        shards = self._sharded_keys(state)
-        for key in state:
-            self._check_materialized(key, state[key])
-        meta = self._strategy.load_sharded(path, {k: _unwrap(state[k]) for k in shards}, strict=strict,
-                                           weights_only=weights_only)
-        rest = [k for k in state if k not in shards]
-        missing = [k for k in rest if k not in meta]
-        if strict and missing:
-            raise KeyError(f"fabric.load({str(path)!r}): the state asks for {missing}, which the checkpoint does not "
-                           f"have (its keys: {sorted(meta)} beside the shards). Remove them from the state, or pass "
-                           "strict=False to restore only what the folder holds.")
-        for key in [k for k in rest if k in meta]:
-            self._restore(state, key, meta.pop(key), strict)
-        self.barrier("load")
-        return meta
-
-    def _check_materialized(self, key: str, obj: Any) -> None:
-        obj = _unwrap(obj)
-        if isinstance(obj, torch.nn.Module) and any(t.is_meta for t in (*obj.parameters(), *obj.buffers())):
-            raise RuntimeError(
-                f"fabric.load: the model under {key!r} is on the meta device (created under "
-                "fabric.init_module(empty_init=True)), where loading writes nothing. Set it up first, which gives it "
-                "memory: `model = fabric.setup_module(model)`, then `fabric.load(path, {'model': model, ...})`.")
+        return checkpoints.load(self, path, state, strict, weights_only)
 
     def load_raw(self, path: Union[str, Path], obj: Any, strict: bool = True, *,
                  weights_only: Optional[bool] = None) -> None:
         """Load a plain ``torch.save(model.state_dict())`` (or an optimizer's) file into ``obj``."""
         self._check_launched("load_raw()")
-        target = _unwrap(obj)
-        if not isinstance(target, (torch.nn.Module, torch.optim.Optimizer)):
-            raise TypeError(f"fabric.load_raw(path, obj) loads into a module or an optimizer; got "
-                            f"{type(target).__name__}. For a checkpoint written by fabric.save use fabric.load.")
-        self._restore({"raw": target}, "raw", self._read(path, weights_only), strict)
-
-    def _read(self, path: Union[str, Path], weights_only: Optional[bool]) -> dict:
-        from ember._checkpoint_io import other_checkpoints
-
-        if not Path(path).exists():
-            raise FileNotFoundError(f"fabric.load: no checkpoint at {path!s} (absolute: {Path(path).absolute()})"
-                                    f"{other_checkpoints(Path(path))}. Pass the path given to fabric.save(path, "
-                                    "state), or save one first.")
-        if Path(path).is_dir():
-            from ember.strategies.fsdp import is_sharded_checkpoint
-
-            if is_sharded_checkpoint(path):  # under FSDP, load() read it already
-                raise IsADirectoryError(
-                    f"fabric.load({str(path)!r}): this is a sharded FSDP checkpoint (a folder of shards), which only "
-                    f"a Fabric with strategy='fsdp' reads; this one runs {type(self._strategy).__name__}. Load it "
-                    "with Fabric(strategy='fsdp', ...), or convert it to one file first: "
-                    "torch.distributed.checkpoint.format_utils.dcp_to_torch_save(folder, 'checkpoint.pt').")
-        return self._strategy.load_checkpoint(path, weights_only=weights_only)
-
-    def _restore(self, state: dict, key: str, saved: Any, strict: bool) -> None:
-        self._check_materialized(key, state[key])
-        obj = _unwrap(state[key])
-        if isinstance(obj, torch.nn.Module):
-            self._strategy.load_model_state_dict(obj, saved, strict=strict)
-        elif isinstance(obj, torch.optim.Optimizer):
-            self._strategy.load_optimizer_state_dict(obj, saved)
-        elif _is_stateful(obj):
-            obj.load_state_dict(saved)
-        else:
-            state[key] = saved
-
+        checkpoints.load_raw(self, path, obj, strict, weights_only)
 
 def _check_no_state_to_reshard(module: torch.nn.Module, optimizers: tuple) -> None:
     """``fabric.setup(model, optimizer)`` under FSDP: an optimizer that has already stepped holds state for the
@@ -699,11 +535,6 @@ def _reshard_state_message(what: str, count: int) -> str:
 def _is_fsdp(strategy: Any) -> bool:
     name = strategy if isinstance(strategy, str) else getattr(strategy, "strategy_name", "")
     return isinstance(name, str) and name.lower().startswith("fsdp")
-
-
-def _is_stateful(obj: Any) -> bool:
-    return callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None)) \
-        and not isinstance(obj, type)
 
 
 def _takes_an_argument(function: Callable) -> bool:
@@ -736,87 +567,6 @@ def _apply_to_numbers(data: Any, fn: Callable) -> Any:
         items = [_apply_to_numbers(v, fn) for v in data]
         return type(data)(*items) if hasattr(data, "_fields") else type(data)(items)
     return data
-
-
-def _spawned_worker(local_rank: int, fabric: Fabric, function: Callable, args: tuple, kwargs: dict, env: dict,
-                    snapshot: Optional[dict], folder: str) -> None:
-    """One process started by ``fabric.launch(function)`` under ddp_spawn: join the group, run the function, hand
-    rank 0's result back through a file (a queue would share tensor memory that this exiting process frees)."""
-    import torch.distributed as dist
-
-    from ember._utils import move_data_to_device
-
-    os.environ.update(env, LOCAL_RANK=str(local_rank))  # the strategy now sees a process it did not start
-    if snapshot is not None:
-        from ember.trainer.progress import set_rng_state
-
-        set_rng_state(snapshot["rng"])
-        flags = (snapshot["deterministic"], snapshot["warn_only"])
-        now = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-        if flags != now:
-            # only when it changes something: the call imports torch._inductor (seconds)
-            torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
-        torch.backends.cudnn.benchmark = snapshot["cudnn_benchmark"]
-        args, kwargs = _unshare_modules((args, kwargs))
-    fabric._spawned = True
-    fabric.launch()
-    result = function(fabric, *args, **kwargs)
-    if fabric.global_rank == 0:
-        torch.save(move_data_to_device(result, torch.device("cpu")), os.path.join(folder, "result.pt"))
-    fabric.barrier("launch")
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def _unshare_modules(data: Any) -> Any:
-    """Modules passed to ``launch(function, model)`` under 'spawn' arrive with their tensors in memory shared by
-    every process (torch.multiprocessing's pickling): give each process its own copy, so that one rank's optimizer
-    step does not write into another's weights."""
-    if isinstance(data, torch.nn.Module):
-        with torch.no_grad():
-            for tensor in [*data.parameters(), *data.buffers()]:
-                tensor.data = tensor.data.clone()
-    elif isinstance(data, Mapping):
-        for value in data.values():
-            _unshare_modules(value)
-    elif isinstance(data, (list, tuple)):
-        for value in data:
-            _unshare_modules(value)
-    return data
-
-
-def _check_main_guard() -> None:
-    """Under 'spawn' each new process imports the script again: without ``if __name__ == "__main__":`` it would
-    reach ``launch`` again while starting."""
-    import multiprocessing
-
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise RuntimeError(
-            "fabric.launch(train) with strategy='ddp_spawn' starts new Python processes that import this script "
-            "again, and this one reached fabric.launch while being imported: the script has no "
-            "`if __name__ == \"__main__\":` guard. Put the code that creates the Fabric and calls launch under it:\n\n"
-            "    def train(fabric):\n        ...\n\n    if __name__ == \"__main__\":\n"
-            "        fabric = Fabric(strategy=\"ddp_spawn\", devices=2)\n        fabric.launch(train)\n\n"
-            "Or use strategy='ddp', which runs the script again instead.")
-
-
-_hook_installed = False
-
-
-def _kill_children_on_uncaught_error() -> None:
-    """If rank 0's program dies of an exception, the ranks it started would wait for it in their next collective
-    until the timeout: stop them first (as the Trainer does when a run fails)."""
-    global _hook_installed
-    if _hook_installed:
-        return
-    _hook_installed = True
-    previous = sys.excepthook
-
-    def hook(kind: type, error: BaseException, traceback: Any) -> None:
-        launcher.kill_children()
-        previous(kind, error, traceback)
-
-    sys.excepthook = hook
 
 
 @contextlib.contextmanager

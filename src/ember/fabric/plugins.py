@@ -1,7 +1,8 @@
-"""``lightning.fabric.plugins``: the plugins (``ember.plugins``), shared with the Trainer: cluster environments, and Lightning's precision and checkpoint-I/O classes, which raise naming the argument to use.
+"""``lightning.fabric.plugins``: the plugins (``ember.plugins``), shared with the Trainer: cluster environments, and
+Lightning's precision and checkpoint-I/O classes, which raise naming the argument to use.
 
-``from lightning.fabric.plugins import X`` ported to ``from ember.fabric.plugins import X`` gets ember's ``ember.plugins.X``
-(the same object), and ``L.fabric.plugins.<submodule>`` gets ``ember.plugins.<submodule>``.
+``from lightning.fabric.plugins import X`` ported to ``from ember.fabric.plugins import X`` gets ember's
+``ember.plugins.X`` (the same object), and ``L.fabric.plugins.<submodule>`` gets ``ember.plugins.<submodule>``.
 """
 import importlib
 from typing import Any

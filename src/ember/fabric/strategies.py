@@ -1,7 +1,9 @@
-"""``lightning.fabric.strategies``: the strategies the Trainer runs on (``ember.strategies``): ``Fabric(strategy=DDPStrategy(...))`` takes the same objects.
+"""``lightning.fabric.strategies``: the strategies the Trainer runs on (``ember.strategies``):
+``Fabric(strategy=DDPStrategy(...))`` takes the same objects.
 
-``from lightning.fabric.strategies import X`` ported to ``from ember.fabric.strategies import X`` gets ember's ``ember.strategies.X``
-(the same object), and ``L.fabric.strategies.<submodule>`` gets ``ember.strategies.<submodule>``.
+``from lightning.fabric.strategies import X`` ported to ``from ember.fabric.strategies import X`` gets ember's
+``ember.strategies.X`` (the same object), and ``L.fabric.strategies.<submodule>`` gets
+``ember.strategies.<submodule>``.
 """
 import importlib
 from typing import Any
