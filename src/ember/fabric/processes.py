@@ -52,8 +52,6 @@ def _spawned_worker(local_rank: int, fabric: "Fabric", function: Callable, args:
                     snapshot: Optional[dict], folder: str) -> None:
     """One process started by ``fabric.launch(function)`` under ddp_spawn: join the group, run the function, hand
     rank 0's result back through a file (a queue would share tensor memory that this exiting process frees)."""
-    import torch.distributed as dist
-
     from ember._utils import move_data_to_device
 
     os.environ.update(env, LOCAL_RANK=str(local_rank))  # the strategy now sees a process it did not start
@@ -74,8 +72,9 @@ def _spawned_worker(local_rank: int, fabric: "Fabric", function: Callable, args:
     if fabric.global_rank == 0:
         torch.save(move_data_to_device(result, torch.device("cpu")), os.path.join(folder, "result.pt"))
     fabric.barrier("launch")
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    from ember.strategies.ddp import leave_process_group
+
+    leave_process_group()  # garbage first: a DDP wrapper freed after the group makes gloo abort this process
 
 
 def _unshare_modules(data: Any) -> Any:

@@ -150,7 +150,7 @@ class DDPStrategy(Strategy):
         backend = self.process_group_backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
         self.process_group_backend = backend
         dist.init_process_group(backend, rank=self.global_rank, world_size=self.world_size, timeout=self.timeout)
-        atexit.register(_leave_process_group)
+        atexit.register(leave_process_group)
         self.stop_vote = _new_stop_vote(backend)
         from ember.utilities.rank_zero import rank_zero_only
 
@@ -245,7 +245,7 @@ def _new_stop_vote(backend: str) -> "StopVote":
     return StopVote(dist.new_group(backend="gloo") if backend != "gloo" else None)
 
 
-def _leave_process_group() -> None:
+def leave_process_group() -> None:
     """At exit, leave the process group cleanly (torch warns, and gloo may abort, when a process exits inside it).
 
     First collect the garbage: a Trainer is kept alive only by reference cycles (its hooks hold it), and a DDP

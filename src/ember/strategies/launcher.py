@@ -111,7 +111,6 @@ def spawn(trainer: Any, method: str, args: tuple, model: Any) -> Any:
 def _spawned_worker(local_rank: int, trainer: Any, method: str, args: tuple, env: dict, queue: Any,
                     folder: str) -> None:
     import torch
-    import torch.distributed as dist
 
     os.environ.update(env, LOCAL_RANK=str(local_rank))  # the strategy now sees a process it did not start
     result = getattr(trainer, method)(*args)
@@ -127,7 +126,9 @@ def _spawned_worker(local_rank: int, trainer: Any, method: str, args: tuple, env
                 "best_k_models": {k: float(v) for k, v in cb.best_k_models.items()}},
         })
     trainer.strategy.barrier()
-    dist.destroy_process_group()
+    from ember.strategies.ddp import leave_process_group
+
+    leave_process_group()  # garbage first: a DDP wrapper freed after the group makes gloo abort this process
 
 
 def _adopt_worker_output(trainer: Any, model: Any, output: dict, files: dict) -> None:
