@@ -45,6 +45,10 @@ class LightningModule(nn.Module):
         "logger", "loggers", "on_gpu", "hparams", "hparams_initial", "strict_loading", "fabric",
     ]
 
+    # class-level defaults too: a module pickled whole by an older ember, unpickled here, has no such attributes
+    _fabric = None
+    _fabric_optimizers = ()
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer: Optional["Trainer"] = None
