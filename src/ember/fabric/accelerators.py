@@ -4,21 +4,12 @@
 ``ember.accelerators.X`` (the same object), and ``L.fabric.accelerators.<submodule>`` gets
 ``ember.accelerators.<submodule>``.
 """
-import importlib
-from typing import Any
-
 from ember._accelerator_api import (Accelerator, CPUAccelerator, CUDAAccelerator, MPSAccelerator,  # noqa: F401
                                     XLAAccelerator, find_usable_cuda_devices)
+from ember.fabric._shared import attributes_of
 
 __all__ = ["Accelerator", "CPUAccelerator", "CUDAAccelerator", "MPSAccelerator", "XLAAccelerator",
            "find_usable_cuda_devices"]
 
 
-def __getattr__(name: str) -> Any:
-    shared = importlib.import_module("ember.accelerators")
-    if name in getattr(shared, "__all__", ()) or hasattr(shared, name):
-        return getattr(shared, name)
-    try:
-        return importlib.import_module(f"ember.accelerators.{name}")
-    except ModuleNotFoundError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = attributes_of(__name__, "ember.accelerators")

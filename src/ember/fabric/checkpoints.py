@@ -85,15 +85,7 @@ def load(fabric: "Fabric", path: Union[str, Path], state: Optional[dict], strict
     if not state:
         fabric.barrier("load")
         return checkpoint
-    missing = [k for k in state if k not in checkpoint]
-    if strict and missing:
-        raise KeyError(f"fabric.load({str(path)!r}): the state asks for {missing}, which the checkpoint does not "
-                       f"have (its keys: {sorted(checkpoint)}). Remove them from the state, or pass "
-                       "strict=False to restore only what the file holds.")
-    for key in [k for k in state if k in checkpoint]:
-        _restore(fabric, state, key, checkpoint.pop(key), strict)
-    fabric.barrier("load")
-    return checkpoint
+    return _restore_all(fabric, path, state, list(state), checkpoint, strict, "", "file")
 
 
 def _load_sharded(fabric: "Fabric", path: Union[str, Path], state: Optional[dict], strict: bool,
@@ -112,15 +104,22 @@ def _load_sharded(fabric: "Fabric", path: Union[str, Path], state: Optional[dict
     meta = fabric._strategy.load_sharded(path, {k: _unwrap(state[k]) for k in shards}, strict=strict,
                                          weights_only=weights_only)
     rest = [k for k in state if k not in shards]
-    missing = [k for k in rest if k not in meta]
+    return _restore_all(fabric, path, state, rest, meta, strict, " beside the shards", "folder")
+
+
+def _restore_all(fabric: "Fabric", path: Union[str, Path], state: dict, keys: list, saved: dict, strict: bool,
+                 beside: str, kind: str) -> dict:
+    """Restore ``keys`` of ``state`` from ``saved`` (a KeyError under ``strict`` if it lacks some); returns what
+    ``saved`` holds beyond them."""
+    missing = [k for k in keys if k not in saved]
     if strict and missing:
         raise KeyError(f"fabric.load({str(path)!r}): the state asks for {missing}, which the checkpoint does not "
-                       f"have (its keys: {sorted(meta)} beside the shards). Remove them from the state, or pass "
-                       "strict=False to restore only what the folder holds.")
-    for key in [k for k in rest if k in meta]:
-        _restore(fabric, state, key, meta.pop(key), strict)
+                       f"have (its keys: {sorted(saved)}{beside}). Remove them from the state, or pass "
+                       f"strict=False to restore only what the {kind} holds.")
+    for key in [k for k in keys if k in saved]:
+        _restore(fabric, state, key, saved.pop(key), strict)
     fabric.barrier("load")
-    return meta
+    return saved
 
 
 def _check_materialized(fabric: "Fabric", key: str, obj: Any) -> None:

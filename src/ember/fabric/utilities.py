@@ -5,9 +5,7 @@
 ``ember.utilities.X`` (the same object). Submodules (``lightning.fabric.utilities.seed``) are ember's
 ``ember.utilities.seed`` and so on; ``ember run`` maps them, and a program ported by hand imports them from there.
 """
-import importlib
-from typing import Any
-
+from ember.fabric._shared import attributes_of
 from ember.utilities import (rank_zero_debug, rank_zero_deprecation, rank_zero_info,  # noqa: F401
                              rank_zero_only, rank_zero_warn)
 from ember.utilities.throughput import Throughput, ThroughputMonitor  # noqa: F401
@@ -17,11 +15,4 @@ __all__ = ["AttributeDict", "disable_possible_user_warnings", "is_shared_filesys
            "rank_zero_warn", "suggested_max_num_workers", "Throughput", "ThroughputMonitor"]
 
 
-def __getattr__(name: str) -> Any:
-    shared = importlib.import_module("ember.utilities")
-    if hasattr(shared, name):
-        return getattr(shared, name)
-    try:
-        return importlib.import_module(f"ember.utilities.{name}")
-    except ModuleNotFoundError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = attributes_of(__name__, "ember.utilities")
